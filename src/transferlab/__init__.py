@@ -1,0 +1,3 @@
+"""transferlab: transfer learning and zero-shot learning for image recognition."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,64 @@
+"""Random augmentation of whole image batches on any device (no per-sample Python loop)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transferlab.errors import ConfigError
+
+
+class BatchAugment(nn.Module):
+    """Per-sample random translation (zero padding), horizontal flip and Gaussian noise.
+
+    Works on float batches (B, C, H, W); draws come from torch's global generators, so results
+    are reproducible under ``torch.manual_seed``. Identity when every option is off.
+    """
+
+    def __init__(self, hflip: bool = False, crop_padding: int = 0, noise_std: float = 0.0):
+        super().__init__()
+        if not isinstance(hflip, bool):
+            raise ConfigError(f"augment.hflip={hflip!r} is invalid; use true or false")
+        if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
+            raise ConfigError(f"augment.crop_padding={crop_padding!r} is invalid; "
+                              "use an integer >= 0 (pixels)")
+        if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) \
+                or noise_std < 0:
+            raise ConfigError(f"augment.noise_std={noise_std!r} is invalid; use a number >= 0")
+        self.hflip = hflip
+        self.crop_padding = int(crop_padding)
+        self.noise_std = float(noise_std)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when no option is on."""
+        return not (self.hflip or self.crop_padding or self.noise_std)
+
+    def extra_repr(self) -> str:
+        return f"hflip={self.hflip}, crop_padding={self.crop_padding}, noise_std={self.noise_std}"
+
+    def _translate(self, x: torch.Tensor) -> torch.Tensor:
+        pad = self.crop_padding
+        b, c, h, w = x.shape
+        padded = F.pad(x, (pad, pad, pad, pad))
+        top = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device)
+        left = torch.randint(0, 2 * pad + 1, (b, 1), device=x.device)
+        rows = (top + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (left + torch.arange(w, device=x.device))[:, None, None, :]
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        chans = torch.arange(c, device=x.device)[None, :, None, None]
+        return padded[batch, chans, rows, cols]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment a batch (B, C, H, W); each sample gets its own random draw."""
+        if x.ndim != 4:
+            raise ValueError(f"BatchAugment expects (B, C, H, W), got shape {tuple(x.shape)}")
+        if self.crop_padding:
+            x = self._translate(x)
+        if self.hflip:
+            flip = torch.rand(x.shape[0], device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if self.noise_std:
+            x = x + torch.randn_like(x) * self.noise_std
+        return x

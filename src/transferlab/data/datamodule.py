@@ -1,0 +1,256 @@
+"""The Lightning data module: one data set, one split, preprocessed once in memory."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from transferlab.data.augment import BatchAugment
+from transferlab.data.batching import TensorBatchDataset, keep_batch
+from transferlab.data.datasets import ImageData, dataset_options, load_dataset
+from transferlab.data.preprocess import imagenet_stats, normalize_, pool_stats, to_float
+from transferlab.data.splits import SplitIndices, make_splits, remap_labels, resolve_classes
+from transferlab.errors import ConfigError
+
+NORMALIZE_CHOICES = ("data", "imagenet", None)
+AUGMENT_KEYS = ("hflip", "crop_padding", "noise_std")
+
+# val_dataloader() returns [] on purpose when there is no validation split
+warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = False, minimum: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = " or null" if allow_none else ""
+        raise ConfigError(f"{name}={value!r} is invalid; use an integer >= {minimum}{extra}")
+
+
+def _augment_module(augment: Mapping[str, Any] | None) -> BatchAugment | None:
+    if not augment:
+        return None
+    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown data.augment option(s) {', '.join(unknown)}; "
+                          f"accepted: {', '.join(AUGMENT_KEYS)}")
+    module = BatchAugment(**{k: v for k, v in augment.items() if v is not None})
+    return None if module.is_identity else module
+
+
+def _stat_list(name: str, value: Any) -> list[float] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, (int, float)) else list(value)
+    if not items or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
+        raise ConfigError(f"data.{name}={value!r} is invalid; use a list of numbers, one per "
+                          "channel (or one for all)")
+    if name == "std" and min(items) <= 0:
+        raise ConfigError(f"data.std={value!r} is invalid; every std must be > 0")
+    return [float(v) for v in items]
+
+
+class ImageClassificationDataModule(L.LightningDataModule):
+    """Loads a data set, splits it with :func:`make_splits`, and serves preprocessed tensors.
+
+    Images are converted to float and normalised once in ``setup``; batches are sliced from
+    memory. Augmentation (``augment``: hflip, crop_padding, noise_std) runs on the device in
+    ``on_after_batch_transfer``, only while the trainer is training.
+    """
+
+    def __init__(
+        self,
+        dataset: str = "digits",
+        root: str | os.PathLike[str] | None = None,
+        classes: Any = None,
+        labels_per_class: int | None = None,
+        label_fraction: float | None = None,
+        val_per_class: int | None = None,
+        val_fraction: float | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 512,
+        image_size: int | None = None,
+        channels: int | None = None,
+        normalize: str | None = "data",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        augment: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        download: bool = True,
+        num_workers: int = 0,
+        dataset_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        _positive_int("batch_size", batch_size)
+        _positive_int("eval_batch_size", eval_batch_size)
+        _positive_int("image_size", image_size, allow_none=True)
+        _positive_int("num_workers", num_workers, minimum=0)
+        _positive_int("seed", seed, minimum=0)
+        if channels not in (None, 1, 3):
+            raise ConfigError(f"channels={channels!r} is invalid; use 1, 3 or null (as stored)")
+        if normalize not in NORMALIZE_CHOICES:
+            raise ConfigError(f"normalize={normalize!r} is invalid; use data, imagenet or null")
+        options = dataset_options(dataset)  # also rejects unknown data set names
+        self.dataset = str(dataset).strip().lower().replace("-", "_")
+        self.root = root
+        self.classes_spec = classes
+        self.budget = {"labels_per_class": labels_per_class, "label_fraction": label_fraction,
+                       "val_per_class": val_per_class, "val_fraction": val_fraction}
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.image_size = image_size
+        self.channels = channels
+        self.normalize = normalize
+        self.mean_override = _stat_list("mean", mean)
+        self.std_override = _stat_list("std", std)
+        self.augment = _augment_module(augment)
+        self.seed = int(seed)
+        self.download = bool(download)
+        self.num_workers = num_workers
+        self.dataset_kwargs = dict(dataset_kwargs or {})
+        if image_size is not None and "image_size" in options:  # e.g. mixed-size image folders
+            self.dataset_kwargs.setdefault("image_size", image_size)
+        self._data: ImageData | None = None
+        self._ready = False
+
+    # ---- loading and preprocessing ------------------------------------------------------
+
+    def _load(self) -> ImageData:
+        if self._data is None:
+            self._data = load_dataset(self.dataset, root=self.root, download=self.download,
+                                      **self.dataset_kwargs)
+        return self._data
+
+    def prepare_data(self) -> None:
+        """Fetch the data set if it must be downloaded."""
+        self._load()
+
+    def _stats(self, data: ImageData, channels: int) -> tuple[list[float], list[float]]:
+        if self.normalize == "data":
+            mean, std = pool_stats(data.train_images, channels)
+        elif self.normalize == "imagenet":
+            mean, std = imagenet_stats(channels)
+        else:
+            mean, std = [0.0] * channels, [1.0] * channels
+        for name, override in (("mean", self.mean_override), ("std", self.std_override)):
+            if override is not None:
+                if len(override) not in (1, channels):
+                    raise ConfigError(f"data.{name} has {len(override)} values but the images "
+                                      f"have {channels} channel(s); give {channels} or 1")
+                values = override * channels if len(override) == 1 else override
+                mean, std = (values, std) if name == "mean" else (mean, values)
+        return mean, std
+
+    def _tensors(self, images: torch.Tensor, labels: torch.Tensor) -> TensorBatchDataset:
+        x = to_float(images, self.image_size, self.channels)
+        if self.normalize is not None or self.mean_override or self.std_override:
+            normalize_(x, self._mean, self._std)
+        return TensorBatchDataset(x, remap_labels(labels, self._split.classes))
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load, split and preprocess (once; later calls do nothing)."""
+        if self._ready:
+            return
+        data = self._load()
+        classes = resolve_classes(self.classes_spec, data.class_names)
+        self._split: SplitIndices = make_splits(
+            data.train_labels, data.test_labels, classes, seed=self.seed,
+            class_names=data.class_names, **self.budget)
+        channels = self.channels or data.channels
+        self._mean, self._std = self._stats(data, channels)
+        self._class_names = [data.class_names[c] for c in classes]
+        self.train_set = self._tensors(data.train_images[self._split.train],
+                                       data.train_labels[self._split.train])
+        self.val_set = self._tensors(data.train_images[self._split.val],
+                                     data.train_labels[self._split.val])
+        self.test_set = self._tensors(data.test_images[self._split.test],
+                                      data.test_labels[self._split.test])
+        self._data = None  # the uint8 pool is no longer needed
+        self._ready = True
+
+    def _ensure_setup(self) -> None:
+        if not self._ready:
+            self.setup()
+
+    # ---- what the rest of the framework reads ------------------------------------------
+
+    @property
+    def dataset_name(self) -> str:
+        """The data set's registry name."""
+        return self.dataset
+
+    @property
+    def split(self) -> SplitIndices:
+        """The indices of the train/val/test split (original class ids in ``classes``)."""
+        self._ensure_setup()
+        return self._split
+
+    @property
+    def num_classes(self) -> int:
+        """Number of selected classes (labels are 0..num_classes-1)."""
+        return len(self.split.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the selected classes, in label order."""
+        self._ensure_setup()
+        return list(self._class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the preprocessed images."""
+        self._ensure_setup()
+        c, h, w = self.train_set.images.shape[1:]
+        return int(c), int(h), int(w)
+
+    @property
+    def mean(self) -> list[float]:
+        """Per-channel mean subtracted from the images."""
+        self._ensure_setup()
+        return list(self._mean)
+
+    @property
+    def std(self) -> list[float]:
+        """Per-channel std the images are divided by."""
+        self._ensure_setup()
+        return list(self._std)
+
+    # ---- loaders ------------------------------------------------------------------------
+
+    def _loader(self, data: TensorBatchDataset, batch_size: int, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                          collate_fn=keep_batch, num_workers=self.num_workers, drop_last=False,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        self._ensure_setup()
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The validation loader, or ``[]`` when there is no validation split."""
+        self._ensure_setup()
+        if len(self.val_set) == 0:
+            return []
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self._ensure_setup()
+        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches on their device (eval batches pass unchanged)."""
+        trainer = self.trainer
+        if self.augment is None or trainer is None or not trainer.training:
+            return batch
+        images, labels = batch
+        return self.augment(images), labels

@@ -1,0 +1,82 @@
+"""uint8 images -> float tensors: resize, channel count, scaling and normalisation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CHUNK = 8192  # images converted at a time, to bound peak memory
+
+
+def _convert_chunk(x: torch.Tensor, image_size: int | None, channels: int | None) -> torch.Tensor:
+    x = x.to(torch.float32).div_(255.0)
+    if channels == 1 and x.shape[1] != 1:
+        x = x.mean(dim=1, keepdim=True)
+    if image_size is not None and tuple(x.shape[-2:]) != (image_size, image_size):
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear",
+                          align_corners=False, antialias=True)
+    if channels == 3 and x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    return x
+
+
+def to_float(
+    images: torch.Tensor, image_size: int | None = None, channels: int | None = None
+) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 in [0, 1], resized to ``image_size`` squared if set and
+    converted to ``channels`` (1 -> 3 by repeat, 3 -> 1 by the channel mean) if set."""
+    chunks = [_convert_chunk(images[i:i + CHUNK], image_size, channels)
+              for i in range(0, len(images), CHUNK)]
+    if not chunks:
+        size = images.shape[-2:] if image_size is None else (image_size, image_size)
+        return torch.empty(0, channels or images.shape[1], *size)
+    return torch.cat(chunks)
+
+
+def _histograms(images: torch.Tensor, to_gray: bool) -> tuple[list[torch.Tensor], int]:
+    """Per-channel value histograms (exact, cheap) and the value that means 1.0."""
+    if to_gray:  # the channel mean is (sum of channels) / (255 * C): histogram the sums
+        top = 255 * images.shape[1]
+        hist = torch.zeros(top + 1, dtype=torch.int64)
+        for i in range(0, len(images), CHUNK):
+            sums = images[i:i + CHUNK].to(torch.int64).sum(dim=1).flatten()
+            hist += torch.bincount(sums, minlength=top + 1)
+        return [hist], top
+    hists = [torch.bincount(images[:, k].flatten(), minlength=256).to(torch.int64)
+             for k in range(images.shape[1])]
+    return hists, 255
+
+
+def pool_stats(images: torch.Tensor, channels: int | None = None) -> tuple[list[float], ...]:
+    """Per-channel mean and std of a uint8 pool scaled to [0, 1], after the channel conversion
+    (taken at native resolution: resizing barely changes them)."""
+    hists, top = _histograms(images, to_gray=channels == 1 and images.shape[1] != 1)
+    means, stds = [], []
+    for hist in hists:
+        values = torch.arange(len(hist), dtype=torch.float64) / top
+        count = hist.sum().to(torch.float64)
+        mean = (hist * values).sum() / count
+        var = (hist * values.square()).sum() / count - mean.square()
+        means.append(float(mean))
+        stds.append(max(float(var.clamp_min(0).sqrt()), 1e-6))
+    if channels == 3 and len(means) == 1:
+        means, stds = means * 3, stds * 3
+    return means, stds
+
+
+def imagenet_stats(channels: int) -> tuple[list[float], list[float]]:
+    """ImageNet mean/std for 3 channels, or their averages for 1 channel."""
+    if channels == 3:
+        return list(IMAGENET_MEAN), list(IMAGENET_STD)
+    return [sum(IMAGENET_MEAN) / 3] * channels, [sum(IMAGENET_STD) / 3] * channels
+
+
+def normalize_(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """In place: ``(x - mean) / std`` per channel."""
+    m = torch.as_tensor(list(mean), dtype=x.dtype).view(1, -1, 1, 1)
+    s = torch.as_tensor(list(std), dtype=x.dtype).view(1, -1, 1, 1)
+    return x.sub_(m).div_(s)

@@ -1,0 +1,76 @@
+"""A content-addressed cache of built sources: key = hash of the config that builds it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+ENTRY_WEIGHTS = "backbone.safetensors"
+ENTRY_META = "source.json"
+
+
+def config_hash(payload: Mapping[str, Any], length: int = 16) -> str:
+    """A stable hash of a JSON-able config (key order does not matter)."""
+    text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def entry_is_valid(entry: Path) -> bool:
+    """Weights and metadata both present and the weights' hash matches the metadata."""
+    weights, meta = entry / ENTRY_WEIGHTS, entry / ENTRY_META
+    if not (weights.is_file() and meta.is_file()):
+        return False
+    try:
+        recorded = json.loads(meta.read_text()).get("weights_sha256")
+    except (OSError, json.JSONDecodeError):
+        return False
+    return recorded == file_sha256(weights)
+
+
+def get_or_build(entry: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[Path, bool]:
+    """Return ``entry``, building it first (under a file lock) if it is missing or corrupt.
+
+    ``build(tmp_weights_path)`` writes the weights file and returns metadata; the weights are
+    renamed into place and the metadata written last, so a crash leaves no entry that looks
+    valid. Returns ``(entry, built_now)``.
+    """
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry) + ".lock"):
+        if entry_is_valid(entry):
+            return entry, False
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / ENTRY_META).unlink(missing_ok=True)
+        tmp_weights = entry / f".{ENTRY_WEIGHTS}.{os.getpid()}.tmp"
+        meta = build(tmp_weights)
+        meta["weights_sha256"] = file_sha256(tmp_weights)
+        os.replace(tmp_weights, entry / ENTRY_WEIGHTS)
+        atomic_write_text(entry / ENTRY_META, json.dumps(meta, indent=2, default=str))
+        return entry, True

@@ -1,0 +1,62 @@
+"""Strategy names -> LightningModule classes, and whether each needs a source."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from transferlab.errors import ConfigError
+from transferlab.models import Backbone
+from transferlab.strategies.base import ClassifierModule
+from transferlab.strategies.finetune import FinetuneModule, ScratchModule
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """How a strategy is built: its module class, whether it starts from a source,
+    and which of its config keys are its own constructor arguments."""
+
+    module: type[ClassifierModule]
+    uses_source: bool
+    own_keys: tuple[str, ...] = ()
+
+
+STRATEGIES: dict[str, StrategySpec] = {
+    "scratch": StrategySpec(ScratchModule, uses_source=False),
+    "finetune": StrategySpec(
+        FinetuneModule,
+        uses_source=True,
+        own_keys=("mode", "backbone_lr_ratio", "freeze_stages", "lp_epochs", "unfreeze_every",
+                  "reinit_stages"),
+    ),
+}
+COMMON_KEYS = ("optimizer", "scheduler", "head_dropout", "label_smoothing")
+
+
+def available_strategies() -> list[str]:
+    return sorted(STRATEGIES)
+
+
+def strategy_spec(name: str) -> StrategySpec:
+    """The spec for ``name``; a ConfigError listing valid names otherwise."""
+    if name not in STRATEGIES:
+        raise ConfigError(
+            f"unknown strategy '{name}'; valid: {', '.join(available_strategies())}"
+        )
+    return STRATEGIES[name]
+
+
+def build_strategy(
+    cfg: Mapping[str, Any],
+    backbone: Backbone,
+    num_classes: int,
+    class_names: list[str] | None = None,
+    run_config: Mapping[str, Any] | None = None,
+) -> ClassifierModule:
+    """Instantiate the strategy module described by the ``strategy`` config group."""
+    spec = strategy_spec(str(cfg["name"]))
+    kwargs = {k: cfg[k] for k in COMMON_KEYS + spec.own_keys if k in cfg and cfg[k] is not None}
+    return spec.module(
+        backbone, num_classes, class_names=class_names, run_config=run_config, **kwargs
+    )

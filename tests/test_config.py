@@ -1,0 +1,62 @@
+"""Every option of every config group composes; every experiment runs with fast_dev_run."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from transferlab.cli import check_group_choices
+from transferlab.config import available_options, run_id
+from transferlab.errors import ConfigError
+from transferlab.pipeline import run_training
+
+GROUPS = ["data", "model", "source", "strategy", "trainer", "logger", "callbacks", "debug",
+          "experiment"]
+ALL_OPTIONS = [(group, option) for group in GROUPS for option in available_options(group)]
+
+
+def test_every_group_has_options() -> None:
+    for group in GROUPS:
+        assert available_options(group), group
+    assert {"small_cnn", "resnet8", "resnet20", "resnet18", "resnet34", "resnet50", "vgg16",
+            "timm"} <= set(available_options("model"))
+    assert {"digits", "fashion_mnist", "cifar10", "image_folder"} <= set(
+        available_options("data"))
+
+
+@pytest.mark.parametrize(("group", "option"), ALL_OPTIONS)
+def test_every_option_composes(make_cfg, group: str, option: str) -> None:
+    cfg = make_cfg(f"{group}={option}")
+    plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert plain["data"]["dataset"] and plain["model"]["name"] and plain["strategy"]["name"]
+
+
+def test_seed_zero_is_a_seed(make_cfg) -> None:
+    assert make_cfg().seed == 0
+    assert make_cfg("seed=0").seed == 0
+
+
+def test_run_id_is_unique_per_process() -> None:
+    rid = run_id()
+    assert rid == run_id()
+    date, clock, pid, suffix = rid.split("_")
+    assert int(pid) > 0 and len(suffix) == 4 and len(date) == 10 and len(clock) == 8
+
+
+def test_unknown_group_choice_is_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        check_group_choices(["model=resnet1000"])
+    message = str(info.value)
+    assert "\n" not in message and "resnet18" in message and "small_cnn" in message
+    with pytest.raises(ConfigError, match="valid: finetune, scratch"):
+        check_group_choices(["-m", "strategy=finetune,nope"])
+    check_group_choices(["model=resnet8", "strategy=finetune,scratch", "data.classes=[1,2]"])
+
+
+@pytest.mark.parametrize("experiment", available_options("experiment"))
+def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path, experiment: str) -> None:
+    cfg = make_cfg(f"experiment={experiment}", "debug=fast_dev_run")
+    record = run_training(cfg, tmp_path)
+    assert record["status"] == "completed"
+    assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
+    assert (tmp_path / "results.json").is_file()

@@ -1,0 +1,117 @@
+"""Sources: the pretraining cache, checkpoint files, ImageNet offline errors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from transferlab.errors import CheckpointError, SourceError
+from transferlab.models import build_backbone
+from transferlab.sources import prepare_backbone, pretrain_source_key
+from transferlab.sources.cache import ENTRY_WEIGHTS
+from transferlab.sources.checkpoint import apply_backbone_state, load_backbone_state
+
+SPEC = {"channels": 1, "image_size": 8, "normalize": "data"}
+MODEL = {"name": "small_cnn", "small_input": None, "min_input_size": 4, "width": 8,
+         "feature_dim": 16}
+
+
+def _pretrain_cfg(cache: Path, **extra) -> dict:
+    cfg = {"name": "pretrain", "dataset": "digits", "classes": [0, 1, 2, 3, 4],
+           "val_per_class": 10, "batch_size": 64, "max_epochs": 2, "seed": 0,
+           "optimizer": {"name": "adam", "lr": 0.003}, "scheduler": {"name": "none"},
+           "cache_dir": str(cache), "accelerator": "cpu"}
+    cfg.update(extra)
+    return cfg
+
+
+def test_pretrain_source_builds_once_and_is_reused(tmp_path: Path) -> None:
+    cfg = _pretrain_cfg(tmp_path)
+    start = time.time()
+    first, info = prepare_backbone(cfg, MODEL, SPEC)
+    build_seconds = time.time() - start
+    assert info["source_built_now"] is True
+    assert info["source_classes_seen"] == [0, 1, 2, 3, 4]
+    assert info["source_test_acc"] > 0.6  # learned the source task, 5 classes: chance is 0.2
+    entries = list(tmp_path.glob("pretrain-*/"))
+    assert len(entries) == 1 and entries[0].name == f"pretrain-{info['source_key']}"
+    start = time.time()
+    second, info2 = prepare_backbone(cfg, MODEL, SPEC)
+    assert info2["source_built_now"] is False and info2["source_key"] == info["source_key"]
+    assert time.time() - start < build_seconds
+    for key, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[key])
+
+
+def test_source_key_follows_the_config_that_builds_it(tmp_path: Path) -> None:
+    base = pretrain_source_key(_pretrain_cfg(tmp_path), MODEL, SPEC)
+    assert base == pretrain_source_key(_pretrain_cfg(tmp_path / "elsewhere"), MODEL, SPEC)
+    assert base != pretrain_source_key(_pretrain_cfg(tmp_path, max_epochs=3), MODEL, SPEC)
+    assert base != pretrain_source_key(_pretrain_cfg(tmp_path), {**MODEL, "width": 4}, SPEC)
+    assert base != pretrain_source_key(_pretrain_cfg(tmp_path), MODEL, {**SPEC, "channels": 3})
+
+
+def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path) -> None:
+    cfg = _pretrain_cfg(tmp_path, max_epochs=1)
+    _, info = prepare_backbone(cfg, MODEL, SPEC)
+    weights = Path(info["source_dir"]) / ENTRY_WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:100])  # a half-written file
+    _, again = prepare_backbone(cfg, MODEL, SPEC)
+    assert again["source_built_now"] is True
+
+
+def test_checkpoint_sources_load_and_mismatches_are_listed(tmp_path: Path) -> None:
+    backbone = build_backbone("small_cnn", in_chans=1, input_size=8, width=8, feature_dim=16)
+    state = {k: v.contiguous() for k, v in backbone.state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in state.items()}},
+               tmp_path / "w.ckpt")
+    for name in ("w.safetensors", "w.ckpt"):
+        loaded, info = prepare_backbone(
+            {"name": "checkpoint", "path": str(tmp_path / name)}, MODEL, SPEC)
+        assert info["source"] == "checkpoint"
+        assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in state.items())
+    other = build_backbone("small_cnn", in_chans=3, input_size=8, width=8, feature_dim=16)
+    with pytest.raises(CheckpointError, match="shape mismatch: body.conv1"):
+        apply_backbone_state(other, load_backbone_state(tmp_path / "w.ckpt"), "w.ckpt")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_backbone_state(tmp_path / "missing.ckpt")
+    (tmp_path / "cut.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_backbone_state(tmp_path / "cut.ckpt")
+    with open(tmp_path / "evil.ckpt", "wb") as handle:
+        pickle.dump({"state_dict": _RunsCode()}, handle)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_backbone_state(tmp_path / "evil.ckpt")
+
+
+def test_imagenet_offline_names_cache_and_offline_choices(monkeypatch) -> None:
+    monkeypatch.setenv("TRANSFERLAB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")
+    model = {"name": "resnet18", "small_input": None, "min_input_size": 8}
+    with pytest.raises(SourceError) as info:
+        prepare_backbone({"name": "imagenet"}, model, {**SPEC, "channels": 3})
+    message = str(info.value)
+    assert "/nonexistent-torch-home" in message and "source=pretrain" in message
+    assert "\n" not in message
+
+
+def test_source_meta_records_what_it_saw(tmp_path: Path) -> None:
+    _, info = prepare_backbone(_pretrain_cfg(tmp_path, max_epochs=1), MODEL, SPEC)
+    meta = json.loads((Path(info["source_dir"]) / "source.json").read_text())
+    assert meta["classes_seen"] == [0, 1, 2, 3, 4] and meta["dataset"] == "digits"
+    assert meta["identity"]["source"]["max_epochs"] == 1

@@ -1,0 +1,79 @@
+"""End-to-end: real training on offline data, resume, eval.py, and bad input at the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from transferlab.pipeline import run_evaluation, run_training
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(script: str, *args: str, root: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRANSFERLAB_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, str(REPO / script), "trainer.enable_progress_bar=false", *args],
+        capture_output=True, text=True, env=env, cwd=root, timeout=timeout,
+    )
+
+
+def _results(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob("logs/**/results.json"))]
+
+
+def test_default_train_py_runs_a_transfer_experiment_offline(tmp_path: Path) -> None:
+    proc = _cli("train.py", root=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = _results(tmp_path)
+    assert record["identity"]["strategy"] == "finetune"
+    assert record["source_info"]["source"] == "pretrain"
+    assert record["source_info"]["source_classes_seen"] == [0, 1, 2, 3, 4]
+    assert record["test_details"]["class_names"] == ["5", "6", "7", "8", "9"]
+    # 5 target classes: chance is 0.2
+    assert record["metrics"]["test/acc"] > 0.7, record["metrics"]
+    assert "test/acc" in proc.stdout and "target test metrics" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["model=resnet1000"], "unknown model 'resnet1000'; valid:"),
+        (["data=imagenet21k"], "unknown data 'imagenet21k'; valid:"),
+        (["data.labels_per_class=500"], "labels_per_class=500"),
+        (["source=none"], "use strategy=scratch"),
+        (["source=checkpoint", "source.path=/nowhere/x.ckpt"], "checkpoint not found"),
+        (["strategy.mode=half"], "unknown finetune mode 'half'"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_one_line(tmp_path: Path, args, expected: str) -> None:
+    proc = _cli("train.py", *args, "debug=fast_dev_run", root=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert not _results(tmp_path)
+
+
+def test_resume_and_eval_reproduce_the_run(make_cfg, tmp_path: Path) -> None:
+    full = run_training(make_cfg("trainer.max_epochs=4", out=tmp_path / "full"),
+                        tmp_path / "full")
+    make_cfg("trainer.max_epochs=2", out=tmp_path / "cut")
+    run_training(make_cfg("trainer.max_epochs=2", out=tmp_path / "cut"), tmp_path / "cut")
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    resumed = run_training(
+        make_cfg("trainer.max_epochs=4", f"ckpt_path={last}", out=tmp_path / "cut"),
+        tmp_path / "cut",
+    )
+    assert resumed["epochs_trained"] == full["epochs_trained"] == 4
+    best = resumed["metrics"]["best_checkpoint"]
+    evaluated = run_evaluation(make_cfg(f"ckpt_path={best}", name="eval", out=tmp_path / "ev"),
+                               tmp_path / "ev")
+    for key in ("test/acc", "test/acc_per_class_mean", "test/loss"):
+        assert evaluated["metrics"][key] == pytest.approx(resumed["metrics"][key], abs=1e-6)
+    assert (tmp_path / "ev" / "results.json").is_file()
