@@ -54,8 +54,16 @@ def _assert_partition(backbone: Backbone) -> None:
 
 
 def test_registry_lists_all_builders() -> None:
-    expected = {"small_cnn", "resnet8", "resnet20", "resnet18", "resnet34", "resnet50",
-                "vgg16", "timm"}
+    expected = {
+        "small_cnn",
+        "resnet8",
+        "resnet20",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "vgg16",
+        "timm",
+    }
     assert expected <= set(available_backbones())
     assert available_backbones() == sorted(available_backbones())
 
@@ -106,8 +114,15 @@ def test_num_features_and_stage_names() -> None:
 def test_small_cnn_size_and_options() -> None:
     backbone = build_backbone("small_cnn", in_chans=1, input_size=28)
     assert sum(p.numel() for p in backbone.parameters()) == pytest.approx(420_000, rel=0.01)
-    wide = build_backbone("small_cnn", in_chans=3, input_size=8, width=8, feature_dim=16,
-                          dropout=0.5, batch_norm=False)
+    wide = build_backbone(
+        "small_cnn",
+        in_chans=3,
+        input_size=8,
+        width=8,
+        feature_dim=16,
+        dropout=0.5,
+        batch_norm=False,
+    )
     assert wide(torch.randn(2, 3, 8, 8)).shape == (2, 16)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in wide.modules())
     assert any(isinstance(m, nn.Dropout) for m in wide.modules())
@@ -197,9 +212,7 @@ def test_imagenet_weights_info() -> None:
     assert timm_info["library"] == "timm" and timm_info["hf_hub_id"].startswith("timm/")
 
 
-def test_torchvision_pretrained_from_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_torchvision_pretrained_from_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file in the torch.hub cache is loaded offline; 1-channel conv1 sums the RGB kernels."""
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
     import torchvision
@@ -209,8 +222,9 @@ def test_torchvision_pretrained_from_cache(
     cache.parent.mkdir(parents=True)
     torch.save(reference.state_dict(), cache)
     gray = build_backbone("resnet18", in_chans=1, input_size=224, pretrained=True)
-    torch.testing.assert_close(gray.body.stem.conv1.weight,
-                               reference.conv1.weight.sum(dim=1, keepdim=True))
+    torch.testing.assert_close(
+        gray.body.stem.conv1.weight, reference.conv1.weight.sum(dim=1, keepdim=True)
+    )
     torch.testing.assert_close(gray.body.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
     assert gray.pretrained_cfg["mean"] == pytest.approx((0.485, 0.456, 0.406))
     assert gray.pretrained_cfg["input_size"] == (3, 224, 224)
@@ -225,10 +239,16 @@ def test_timm_pretrained_from_local_file(tmp_path: Path) -> None:
     reference = timm.create_model("resnet10t")
     path = tmp_path / "resnet10t.pth"
     torch.save(reference.state_dict(), path)
-    backbone = build_backbone("timm", input_size=SIZE, pretrained=True, model_name="resnet10t",
-                              model_kwargs={"pretrained_cfg_overlay": {"file": str(path)}})
-    torch.testing.assert_close(backbone.model.layer1[0].conv1.weight,
-                               reference.layer1[0].conv1.weight)
+    backbone = build_backbone(
+        "timm",
+        input_size=SIZE,
+        pretrained=True,
+        model_name="resnet10t",
+        model_kwargs={"pretrained_cfg_overlay": {"file": str(path)}},
+    )
+    torch.testing.assert_close(
+        backbone.model.layer1[0].conv1.weight, reference.layer1[0].conv1.weight
+    )
     assert set(backbone.pretrained_cfg) == {"mean", "std", "input_size"}
     assert backbone.pretrained_cfg["std"] == pytest.approx((0.229, 0.224, 0.225))
 
@@ -242,8 +262,12 @@ def test_adapt_first_conv_many_channels() -> None:
 
 
 def test_timm_stages_cover_top_level_parameters() -> None:
-    vit = build_backbone("timm", input_size=16, model_name="vit_tiny_patch16_224",
-                         model_kwargs={"img_size": 16, "patch_size": 8, "depth": 2})
+    vit = build_backbone(
+        "timm",
+        input_size=16,
+        model_name="vit_tiny_patch16_224",
+        model_kwargs={"img_size": 16, "patch_size": 8, "depth": 2},
+    )
     _assert_partition(vit)
     assert vit.stage_names == ["blocks.0", "blocks.1", "head"]
     assert vit.min_input_size == 16
@@ -265,11 +289,13 @@ def test_stage_freezing_through_views() -> None:
 
 def test_register_backbone_and_duplicates() -> None:
     @register_backbone("_test_tiny")
-    def _tiny(in_chans: int, input_size: int, small_input: bool, pretrained: bool, *,
-              features: int = 4) -> Backbone:
+    def _tiny(
+        in_chans: int, input_size: int, small_input: bool, pretrained: bool, *, features: int = 4
+    ) -> Backbone:
         stages = {"conv": nn.Conv2d(in_chans, features, 1)}
-        return Backbone("_test_tiny", stages, features, nn.Sequential(nn.AdaptiveAvgPool2d(1),
-                                                                       nn.Flatten(1)))
+        return Backbone(
+            "_test_tiny", stages, features, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        )
 
     assert "_test_tiny" in available_backbones()
     assert build_backbone("_test_tiny", features=5)(torch.randn(1, 3, 4, 4)).shape == (1, 5)

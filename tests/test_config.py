@@ -10,18 +10,34 @@ from transferlab.config import available_options, run_id
 from transferlab.errors import ConfigError
 from transferlab.pipeline import run_training
 
-GROUPS = ["data", "model", "source", "strategy", "trainer", "logger", "callbacks", "debug",
-          "experiment"]
+GROUPS = [
+    "data",
+    "model",
+    "source",
+    "strategy",
+    "trainer",
+    "logger",
+    "callbacks",
+    "debug",
+    "experiment",
+]
 ALL_OPTIONS = [(group, option) for group in GROUPS for option in available_options(group)]
 
 
 def test_every_group_has_options() -> None:
     for group in GROUPS:
         assert available_options(group), group
-    assert {"small_cnn", "resnet8", "resnet20", "resnet18", "resnet34", "resnet50", "vgg16",
-            "timm"} <= set(available_options("model"))
-    assert {"digits", "fashion_mnist", "cifar10", "image_folder"} <= set(
-        available_options("data"))
+    assert {
+        "small_cnn",
+        "resnet8",
+        "resnet20",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "vgg16",
+        "timm",
+    } <= set(available_options("model"))
+    assert {"digits", "fashion_mnist", "cifar10", "image_folder"} <= set(available_options("data"))
 
 
 @pytest.mark.parametrize(("group", "option"), ALL_OPTIONS)
@@ -60,3 +76,27 @@ def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path, experiment: str)
     assert record["status"] == "completed"
     assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
     assert (tmp_path / "results.json").is_file()
+
+
+@pytest.mark.parametrize("model", available_options("model"))
+def test_every_model_trains_with_fast_dev_run(make_cfg, tmp_path, model: str) -> None:
+    overrides = [f"model={model}", "strategy=scratch", "debug=fast_dev_run"]
+    if model == "timm":
+        overrides.append("model.model_name=resnet10t")
+    record = run_training(make_cfg(*overrides), tmp_path)
+    assert record["identity"]["source"] == "none"
+    assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
+
+
+def test_small_inputs_are_resized_for_backbones_that_need_more(make_cfg, tmp_path) -> None:
+    record = run_training(make_cfg("model=vgg16", "strategy=scratch", "debug=fast_dev_run"),
+                          tmp_path)
+    assert record["config"]["model"]["min_input_size"] == 32
+    assert record["test_details"]["class_names"] == ["5", "6", "7", "8", "9"]
+
+
+def test_configs_ship_inside_the_package() -> None:
+    from transferlab.config import config_dir
+
+    assert config_dir().parent.name == "transferlab"
+    assert (config_dir() / "train.yaml").is_file() and (config_dir() / "eval.yaml").is_file()

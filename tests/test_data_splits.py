@@ -8,8 +8,18 @@ import torch
 from transferlab.data import load_dataset, make_splits, remap_labels, resolve_classes
 from transferlab.errors import ConfigError, DataError
 
-FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +28,9 @@ def digits():
 
 
 def _split(data, classes=(5, 6, 7, 8, 9), **kwargs):
-    return make_splits(data.train_labels, data.test_labels, list(classes),
-                       class_names=data.class_names, **kwargs)
+    return make_splits(
+        data.train_labels, data.test_labels, list(classes), class_names=data.class_names, **kwargs
+    )
 
 
 def _per_class(labels: torch.Tensor, idx: torch.Tensor) -> dict[int, int]:
@@ -31,8 +42,11 @@ def test_train_val_test_are_disjoint_and_within_the_classes(digits):
     s = _split(digits, labels_per_class=5, val_per_class=20, seed=3)
     assert not set(s.train.tolist()) & set(s.val.tolist())
     assert len(set(s.train.tolist())) == len(s.train)
-    for idx, labels in ((s.train, digits.train_labels), (s.val, digits.train_labels),
-                        (s.test, digits.test_labels)):
+    for idx, labels in (
+        (s.train, digits.train_labels),
+        (s.val, digits.train_labels),
+        (s.test, digits.test_labels),
+    ):
         assert idx.dtype == torch.int64
         assert set(labels[idx].tolist()) == {5, 6, 7, 8, 9}
     assert s.classes == [5, 6, 7, 8, 9]
@@ -92,21 +106,27 @@ def test_all_labels_and_no_val_by_default(digits):
 
 def test_budget_too_large_names_the_counts():
     data = load_dataset("fashion_mnist")
-    with pytest.raises(DataError, match=r"labels_per_class=6,000 but class 'Sandal' has only "
-                                        r"5,980 training images after 20 for validation"):
+    with pytest.raises(
+        DataError,
+        match=r"labels_per_class=6,000 but class 'Sandal' has only "
+        r"5,980 training images after 20 for validation",
+    ):
         _split(data, labels_per_class=6000, val_per_class=20)
     with pytest.raises(DataError, match="val_per_class=7000"):
         _split(data, val_per_class=7000)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"labels_per_class": 5, "label_fraction": 0.1},
-    {"val_per_class": 5, "val_fraction": 0.1},
-    {"labels_per_class": 0},
-    {"label_fraction": 1.5},
-    {"val_fraction": 1.0},
-    {"labels_per_class": 2.5},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"labels_per_class": 5, "label_fraction": 0.1},
+        {"val_per_class": 5, "val_fraction": 0.1},
+        {"labels_per_class": 0},
+        {"label_fraction": 1.5},
+        {"val_fraction": 1.0},
+        {"labels_per_class": 2.5},
+    ],
+)
 def test_bad_budgets_are_config_errors(digits, kwargs):
     with pytest.raises(ConfigError):
         _split(digits, **kwargs)

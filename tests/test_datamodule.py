@@ -16,8 +16,13 @@ from transferlab.errors import ConfigError
 
 
 def digits_dm(**kwargs) -> ImageClassificationDataModule:
-    args = {"dataset": "digits", "classes": [5, 6, 7, 8, 9], "labels_per_class": 5,
-            "val_per_class": 20, "batch_size": 8}
+    args = {
+        "dataset": "digits",
+        "classes": [5, 6, 7, 8, 9],
+        "labels_per_class": 5,
+        "val_per_class": 20,
+        "batch_size": 8,
+    }
     dm = ImageClassificationDataModule(**{**args, **kwargs})
     dm.setup("fit")
     return dm
@@ -40,7 +45,8 @@ def test_classes_by_name_and_range():
     dm = digits_dm(classes=["9", 2])
     assert dm.class_names == ["9", "2"]
     assert dm.test_set.labels.tolist().count(0) == int(
-        (load_dataset("digits").test_labels == 9).sum())
+        (load_dataset("digits").test_labels == 9).sum()
+    )
 
 
 def test_channels_3_repeats_gray_and_resize():
@@ -112,10 +118,18 @@ def test_no_validation_split_gives_an_empty_list():
     assert digits_dm(val_per_class=None).val_dataloader() == []
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"batch_size": 0}, {"channels": 2}, {"normalize": "minmax"}, {"dataset": "mnist"},
-    {"augment": {"rotate": 10}}, {"augment": {"crop_padding": -1}}, {"image_size": 0},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"batch_size": 0},
+        {"channels": 2},
+        {"normalize": "minmax"},
+        {"dataset": "mnist"},
+        {"augment": {"rotate": 10}},
+        {"augment": {"crop_padding": -1}},
+        {"image_size": 0},
+    ],
+)
 def test_bad_arguments_are_one_line_config_errors(kwargs):
     with pytest.raises(ConfigError) as err:
         ImageClassificationDataModule(**kwargs)
@@ -158,9 +172,15 @@ class _Recorder(L.LightningModule):
 
 def _fit(dm):
     model = _Recorder(dm.input_shape)
-    L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-              enable_progress_bar=False, enable_model_summary=False,
-              num_sanity_val_steps=0).fit(model, dm)
+    L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    ).fit(model, dm)
     return model
 
 
@@ -200,8 +220,9 @@ def test_image_size_is_forwarded_to_mixed_size_folders(tmp_path):
 
 @needs_fashion
 def test_fashion_mnist_target_task():
-    dm = ImageClassificationDataModule("fashion_mnist", classes="5-9", labels_per_class=20,
-                                       val_per_class=100, batch_size=128)
+    dm = ImageClassificationDataModule(
+        "fashion_mnist", classes="5-9", labels_per_class=20, val_per_class=100, batch_size=128
+    )
     dm.setup("fit")
     assert dm.class_names == ["Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (100, 500, 5000)
@@ -209,6 +230,7 @@ def test_fashion_mnist_target_task():
 
 
 # ---- BatchAugment -------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def batch() -> torch.Tensor:
@@ -236,8 +258,12 @@ def test_crop_padding_translates_each_sample_with_zeros(batch):
     padded = F.pad(batch, (pad, pad, pad, pad))
     shifts = set()
     for i in range(len(batch)):
-        matches = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                   if torch.equal(out[i], padded[i, :, dy:dy + 8, dx:dx + 8])]
+        matches = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(out[i], padded[i, :, dy : dy + 8, dx : dx + 8])
+        ]
         assert matches, f"sample {i} is not a translation"
         shifts.update(matches)
     assert len(shifts) == (2 * pad + 1) ** 2

@@ -119,8 +119,9 @@ def test_fashion_mnist_incomplete_folder_names_the_missing_file(tmp_path):
 def test_fashion_mnist_failed_download(tmp_path, monkeypatch):
     monkeypatch.delenv("TRANSFERLAB_OFFLINE", raising=False)
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", _offline_network)
-    with pytest.raises(DataError, match="download .* failed .*URLError.*apt-get install "
-                                        "dataset-fashion-mnist"):
+    with pytest.raises(
+        DataError, match="download .* failed .*URLError.*apt-get install dataset-fashion-mnist"
+    ):
         load_dataset("fashion_mnist", root=str(tmp_path / "none"), download=True)
 
 
@@ -138,8 +139,10 @@ def test_cifar10_without_files_or_network(tmp_path, monkeypatch):
 
 # ---- image folders (PNG files written from the real digits images) ------------------------
 
-def write_digit_folder(root: Path, classes=(0, 1, 2), per_class: int = 5, rgb: bool = False,
-                       size: int = 8) -> Path:
+
+def write_digit_folder(
+    root: Path, classes=(0, 1, 2), per_class: int = 5, rgb: bool = False, size: int = 8
+) -> Path:
     """``root/<digit>/<n>.png`` from scikit-learn's digits (real images)."""
     data = load_dataset("digits")
     for c in classes:

@@ -18,15 +18,29 @@ from transferlab.sources.cache import ENTRY_WEIGHTS
 from transferlab.sources.checkpoint import apply_backbone_state, load_backbone_state
 
 SPEC = {"channels": 1, "image_size": 8, "normalize": "data"}
-MODEL = {"name": "small_cnn", "small_input": None, "min_input_size": 4, "width": 8,
-         "feature_dim": 16}
+MODEL = {
+    "name": "small_cnn",
+    "small_input": None,
+    "min_input_size": 4,
+    "width": 8,
+    "feature_dim": 16,
+}
 
 
 def _pretrain_cfg(cache: Path, **extra) -> dict:
-    cfg = {"name": "pretrain", "dataset": "digits", "classes": [0, 1, 2, 3, 4],
-           "val_per_class": 10, "batch_size": 64, "max_epochs": 2, "seed": 0,
-           "optimizer": {"name": "adam", "lr": 0.003}, "scheduler": {"name": "none"},
-           "cache_dir": str(cache), "accelerator": "cpu"}
+    cfg = {
+        "name": "pretrain",
+        "dataset": "digits",
+        "classes": [0, 1, 2, 3, 4],
+        "val_per_class": 10,
+        "batch_size": 64,
+        "max_epochs": 2,
+        "seed": 0,
+        "optimizer": {"name": "adam", "lr": 0.003},
+        "scheduler": {"name": "none"},
+        "cache_dir": str(cache),
+        "accelerator": "cpu",
+    }
     cfg.update(extra)
     return cfg
 
@@ -70,11 +84,11 @@ def test_checkpoint_sources_load_and_mismatches_are_listed(tmp_path: Path) -> No
     backbone = build_backbone("small_cnn", in_chans=1, input_size=8, width=8, feature_dim=16)
     state = {k: v.contiguous() for k, v in backbone.state_dict().items()}
     save_file(state, str(tmp_path / "w.safetensors"))
-    torch.save({"state_dict": {f"backbone.{k}": v for k, v in state.items()}},
-               tmp_path / "w.ckpt")
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in state.items()}}, tmp_path / "w.ckpt")
     for name in ("w.safetensors", "w.ckpt"):
         loaded, info = prepare_backbone(
-            {"name": "checkpoint", "path": str(tmp_path / name)}, MODEL, SPEC)
+            {"name": "checkpoint", "path": str(tmp_path / name)}, MODEL, SPEC
+        )
         assert info["source"] == "checkpoint"
         assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in state.items())
     other = build_backbone("small_cnn", in_chans=3, input_size=8, width=8, feature_dim=16)
@@ -115,3 +129,17 @@ def test_source_meta_records_what_it_saw(tmp_path: Path) -> None:
     meta = json.loads((Path(info["source_dir"]) / "source.json").read_text())
     assert meta["classes_seen"] == [0, 1, 2, 3, 4] and meta["dataset"] == "digits"
     assert meta["identity"]["source"]["max_epochs"] == 1
+
+
+def _prepare_in_child(cache: str) -> bool:
+    _, info = prepare_backbone(_pretrain_cfg(Path(cache), max_epochs=3), MODEL, SPEC)
+    return bool(info["source_built_now"])
+
+
+def test_parallel_jobs_build_a_missing_source_once(tmp_path: Path) -> None:
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        built = pool.map(_prepare_in_child, [str(tmp_path)] * 2)
+    assert sorted(built) == [False, True]
+    assert len(list(tmp_path.glob("pretrain-*/"))) == 1

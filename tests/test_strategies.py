@@ -5,27 +5,40 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from transferlab.data import ImageClassificationDataModule
 from transferlab.errors import ConfigError
 from transferlab.models import build_backbone
 from transferlab.pipeline import source_kind_for
 from transferlab.strategies import FinetuneModule, ScratchModule, build_strategy
+from transferlab.strategies.freezing import count_frozen
 from transferlab.strategies.optim import build_optimizer, build_scheduler
 
 
 @pytest.fixture(scope="module")
 def digits() -> ImageClassificationDataModule:
-    dm = ImageClassificationDataModule(dataset="digits", classes=[5, 6, 7, 8, 9],
-                                       labels_per_class=20, val_per_class=10, batch_size=32)
+    dm = ImageClassificationDataModule(
+        dataset="digits",
+        classes=[5, 6, 7, 8, 9],
+        labels_per_class=20,
+        val_per_class=10,
+        batch_size=32,
+    )
     dm.setup("fit")
     return dm
 
 
 def _fit(module: L.LightningModule, dm: ImageClassificationDataModule, epochs: int = 2) -> None:
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, dm)
 
 
@@ -43,8 +56,12 @@ def _changed(before: dict, module: torch.nn.Module, prefix: str = "") -> set[str
 
 
 def test_linear_probe_leaves_every_backbone_weight_unchanged(digits) -> None:
-    module = FinetuneModule(_backbone("resnet8"), digits.num_classes, mode="linear_probe",
-                            optimizer={"name": "adamw", "lr": 1e-2, "weight_decay": 0.1})
+    module = FinetuneModule(
+        _backbone("resnet8"),
+        digits.num_classes,
+        mode="linear_probe",
+        optimizer={"name": "adamw", "lr": 1e-2, "weight_decay": 0.1},
+    )
     backbone_before, head_before = _snapshot(module.backbone), _snapshot(module.head)
     _fit(module, digits)
     assert not _changed(backbone_before, module.backbone)  # weights and BatchNorm statistics
@@ -54,8 +71,13 @@ def test_linear_probe_leaves_every_backbone_weight_unchanged(digits) -> None:
 @pytest.mark.parametrize("freeze", [1, 2])
 def test_partial_freezes_exactly_the_stated_stages(digits, freeze: int) -> None:
     backbone = _backbone("resnet8")
-    module = FinetuneModule(backbone, digits.num_classes, mode="partial", freeze_stages=freeze,
-                            optimizer={"name": "sgd", "lr": 0.05})
+    module = FinetuneModule(
+        backbone,
+        digits.num_classes,
+        mode="partial",
+        freeze_stages=freeze,
+        optimizer={"name": "sgd", "lr": 0.05},
+    )
     stages = backbone.stages()
     before = [_snapshot(stage) for stage in stages]
     _fit(module, digits)
@@ -68,8 +90,9 @@ def test_partial_freezes_exactly_the_stated_stages(digits, freeze: int) -> None:
 
 
 def test_frozen_batchnorm_stays_in_eval_mode(digits) -> None:
-    module = FinetuneModule(_backbone("resnet8"), digits.num_classes, mode="partial",
-                            freeze_stages=2)
+    module = FinetuneModule(
+        _backbone("resnet8"), digits.num_classes, mode="partial", freeze_stages=2
+    )
     module.apply_freezing(0)
     module.train()
     stages = module.backbone.stages()
@@ -100,8 +123,9 @@ def test_lp_ft_unfreezes_after_probe_epochs(digits) -> None:
 
 
 def test_backbone_gets_the_smaller_learning_rate() -> None:
-    module = FinetuneModule(_backbone(), 5, mode="full", backbone_lr_ratio=0.1,
-                            optimizer={"name": "sgd", "lr": 0.5})
+    module = FinetuneModule(
+        _backbone(), 5, mode="full", backbone_lr_ratio=0.1, optimizer={"name": "sgd", "lr": 0.5}
+    )
     optimizer = build_optimizer(module.parameter_groups(), module.optimizer_cfg)
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     assert lrs == {"backbone": pytest.approx(0.05), "head": pytest.approx(0.5)}
@@ -111,8 +135,9 @@ def test_backbone_gets_the_smaller_learning_rate() -> None:
 def test_schedulers_build_and_step(name: str) -> None:
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = build_optimizer([{"params": [param]}], {"name": "adam", "lr": 0.1})
-    scheduler = build_scheduler(optimizer, {"name": name, "warmup_epochs": 1,
-                                            "step_epochs": 1}, 20, 5)
+    scheduler = build_scheduler(
+        optimizer, {"name": name, "warmup_epochs": 1, "step_epochs": 1}, 20, 5
+    )
     for _ in range(20):
         optimizer.step()
         scheduler.step()
@@ -134,14 +159,14 @@ def test_finetune_without_source_suggests_scratch() -> None:
     cfg = {"strategy": {"name": "finetune"}, "source": {"name": "none"}}
     with pytest.raises(ConfigError, match="strategy=scratch"):
         source_kind_for(cfg)
-    assert source_kind_for({"strategy": {"name": "scratch"}, "source": {"name": "pretrain"}}) \
-        == "none"
+    assert (
+        source_kind_for({"strategy": {"name": "scratch"}, "source": {"name": "pretrain"}}) == "none"
+    )
 
 
 def test_scratch_step_learns(digits) -> None:
     torch.manual_seed(0)
-    module = ScratchModule(_backbone(), digits.num_classes,
-                           optimizer={"name": "adam", "lr": 3e-3})
+    module = ScratchModule(_backbone(), digits.num_classes, optimizer={"name": "adam", "lr": 3e-3})
     images, labels = next(iter(digits.train_dataloader()))
     optimizer = torch.optim.Adam(module.parameters(), lr=3e-3)
     losses = []
@@ -152,3 +177,33 @@ def test_scratch_step_learns(digits) -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+class _FrozenCounts(L.Callback):
+    """Records how many stages are frozen at the start of every training epoch."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.counts.setdefault(trainer.current_epoch, count_frozen(module.backbone.stages()))
+
+
+def test_gradual_unfreezing_survives_resume(digits, tmp_path) -> None:
+    def run(epochs: int, ckpt: str | None = None, folder: str = "a") -> _FrozenCounts:
+        torch.manual_seed(0)
+        module = FinetuneModule(_backbone("resnet8"), digits.num_classes, mode="gradual",
+                                unfreeze_every=1)
+        counts = _FrozenCounts()
+        saver = ModelCheckpoint(dirpath=tmp_path / folder, save_last=True)
+        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
+                            callbacks=[counts, saver], enable_progress_bar=False,
+                            enable_model_summary=False, num_sanity_val_steps=0)
+        trainer.fit(module, digits, ckpt_path=ckpt)
+        return counts
+
+    straight = run(5).counts
+    run(2, folder="b")
+    resumed = run(5, ckpt=str(tmp_path / "b" / "last.ckpt"), folder="b").counts
+    assert straight == {0: 4, 1: 3, 2: 2, 3: 1, 4: 0}
+    assert resumed == {e: straight[e] for e in (2, 3, 4)}

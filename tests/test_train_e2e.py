@@ -19,7 +19,11 @@ def _cli(script: str, *args: str, root: Path, timeout: int = 600) -> subprocess.
     env = {**os.environ, "TRANSFERLAB_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
         [sys.executable, str(REPO / script), "trainer.enable_progress_bar=false", *args],
-        capture_output=True, text=True, env=env, cwd=root, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=timeout,
     )
 
 
@@ -61,8 +65,7 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path: Path, args, expected: s
 
 
 def test_resume_and_eval_reproduce_the_run(make_cfg, tmp_path: Path) -> None:
-    full = run_training(make_cfg("trainer.max_epochs=4", out=tmp_path / "full"),
-                        tmp_path / "full")
+    full = run_training(make_cfg("trainer.max_epochs=4", out=tmp_path / "full"), tmp_path / "full")
     make_cfg("trainer.max_epochs=2", out=tmp_path / "cut")
     run_training(make_cfg("trainer.max_epochs=2", out=tmp_path / "cut"), tmp_path / "cut")
     last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
@@ -72,8 +75,9 @@ def test_resume_and_eval_reproduce_the_run(make_cfg, tmp_path: Path) -> None:
     )
     assert resumed["epochs_trained"] == full["epochs_trained"] == 4
     best = resumed["metrics"]["best_checkpoint"]
-    evaluated = run_evaluation(make_cfg(f"ckpt_path={best}", name="eval", out=tmp_path / "ev"),
-                               tmp_path / "ev")
+    evaluated = run_evaluation(
+        make_cfg(f"ckpt_path={best}", name="eval", out=tmp_path / "ev"), tmp_path / "ev"
+    )
     for key in ("test/acc", "test/acc_per_class_mean", "test/loss"):
         assert evaluated["metrics"][key] == pytest.approx(resumed["metrics"][key], abs=1e-6)
     assert (tmp_path / "ev" / "results.json").is_file()

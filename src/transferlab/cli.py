@@ -36,16 +36,14 @@ def check_group_choices(overrides: Sequence[str]) -> None:
         key, value = arg.split("=", 1)
         key = key.lstrip("+~")
         if key.startswith("override "):
-            key = key[len("override "):]
+            key = key[len("override ") :]
         key = key.lstrip("/")
         if key not in _CHOOSABLE or value in ("", "null"):
             continue
         options = available_options(key)
         for choice in value.split(","):  # multirun sweeps: strategy=finetune,scratch
             if choice not in options:
-                raise ConfigError(
-                    f"unknown {key} '{choice}'; valid: {', '.join(options)}"
-                )
+                raise ConfigError(f"unknown {key} '{choice}'; valid: {', '.join(options)}")
 
 
 def _output_dir() -> Path:
@@ -57,10 +55,12 @@ def _print_summary(record: dict[str, Any]) -> None:
     from rich.table import Table
 
     identity = record["identity"]
-    title = (f"{identity['strategy']}"
-             f"{'/' + identity['mode'] if identity.get('mode') else ''} {identity['model']} on "
-             f"{identity['dataset']} (labels/class={identity['labels_per_class']}, "
-             f"seed={identity['seed']})")
+    title = (
+        f"{identity['strategy']}"
+        f"{'/' + identity['mode'] if identity.get('mode') else ''} {identity['model']} on "
+        f"{identity['dataset']} (labels/class={identity['labels_per_class']}, "
+        f"seed={identity['seed']})"
+    )
     table = Table(title=f"target test metrics: {title}")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -96,8 +96,9 @@ def _main(config_name: str, task: Callable[[DictConfig, Path], dict[str, Any]]) 
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    app = hydra.main(config_path=str(config_dir()), config_name=config_name,
-                     version_base="1.3")(_guarded(task))
+    app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
+        _guarded(task)
+    )
     app()
 
 

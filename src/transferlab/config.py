@@ -11,8 +11,17 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_GROUPS = (
-    "data", "model", "source", "strategy", "trainer", "logger", "callbacks", "paths",
-    "hydra", "experiment", "debug",
+    "data",
+    "model",
+    "source",
+    "strategy",
+    "trainer",
+    "logger",
+    "callbacks",
+    "paths",
+    "hydra",
+    "experiment",
+    "debug",
 )
 
 _RUN_ID = time.strftime("%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{secrets.token_hex(2)}"
@@ -33,13 +42,13 @@ def register_resolvers() -> None:
 
 
 def config_dir() -> Path:
-    """The config tree: ``$TRANSFERLAB_CONFIG_DIR``, a checkout's ``conf/``, or the copy
-    installed with the package (``transferlab/conf``)."""
+    """The config tree: ``$TRANSFERLAB_CONFIG_DIR`` or the one inside the package
+    (``src/transferlab/conf``, which a checkout's top-level ``conf/`` links to)."""
     candidates = []
     if os.environ.get("TRANSFERLAB_CONFIG_DIR"):
         candidates.append(Path(os.environ["TRANSFERLAB_CONFIG_DIR"]))
     here = Path(__file__).resolve().parent
-    candidates += [here.parents[1] / "conf", here / "conf"]
+    candidates.append(here / "conf")
     for candidate in candidates:
         if (candidate / "train.yaml").is_file():
             return candidate
@@ -52,8 +61,9 @@ def available_options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
-def print_config_tree(cfg: DictConfig, save_to: Path | None = None,
-                      order: Sequence[str] = CONFIG_GROUPS) -> None:
+def print_config_tree(
+    cfg: DictConfig, save_to: Path | None = None, order: Sequence[str] = CONFIG_GROUPS
+) -> None:
     """Print the composed config as a rich tree (and save it as text next to the run)."""
     import rich
     import rich.syntax
@@ -66,7 +76,9 @@ def print_config_tree(cfg: DictConfig, save_to: Path | None = None,
             continue
         branch = tree.add(str(key), style="bold")
         value = cfg[key]
-        text = OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        text = (
+            OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
+        )
         branch.add(rich.syntax.Syntax(text, "yaml"))
     rich.print(tree)
     if save_to is not None:

@@ -59,20 +59,30 @@ def make_datamodule(
     datamodule.setup("fit")
     height = datamodule.input_shape[1]
     if height < min_input_size:
-        log.info("resizing inputs from %d to %d px: the backbone needs at least %d",
-                 height, min_input_size, min_input_size)
+        log.info(
+            "resizing inputs from %d to %d px: the backbone needs at least %d",
+            height,
+            min_input_size,
+            min_input_size,
+        )
         kwargs["image_size"] = min_input_size
         datamodule = ImageClassificationDataModule(**kwargs, seed=0 if seed is None else seed)
         datamodule.setup("fit")
     channels, height, _ = datamodule.input_shape
-    spec = {"channels": int(channels), "image_size": int(height),
-            "normalize": kwargs.get("normalize", "data")}
+    spec = {
+        "channels": int(channels),
+        "image_size": int(height),
+        "normalize": kwargs.get("normalize", "data"),
+    }
     return datamodule, spec
 
 
 def _instantiate_list(group: Mapping[str, Any] | None) -> list[Any]:
-    return [hydra.utils.instantiate(conf) for conf in (group or {}).values()
-            if isinstance(conf, Mapping) and "_target_" in conf]
+    return [
+        hydra.utils.instantiate(conf)
+        for conf in (group or {}).values()
+        if isinstance(conf, Mapping) and "_target_" in conf
+    ]
 
 
 def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> L.Trainer:
@@ -106,14 +116,20 @@ def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     kind = source_kind_for(plain)
     source_cfg = plain["source"] if kind != "none" else {"name": "none"}
     model_cfg = plain["model"]
-    datamodule, spec = make_datamodule(plain["data"], plain.get("seed"), kind,
-                                       int(model_cfg.get("min_input_size", 1)))
+    datamodule, spec = make_datamodule(
+        plain["data"], plain.get("seed"), kind, int(model_cfg.get("min_input_size", 1))
+    )
     backbone, source_info = prepare_backbone(source_cfg, model_cfg, spec)
     if cfg.get("seed") is not None:  # the same head init and data order, cache warm or cold
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_config = {"cfg": plain, "input_spec": spec, "source_info": source_info}
-    module = build_strategy(plain["strategy"], backbone, datamodule.num_classes,
-                            class_names=datamodule.class_names, run_config=run_config)
+    module = build_strategy(
+        plain["strategy"],
+        backbone,
+        datamodule.num_classes,
+        class_names=datamodule.class_names,
+        run_config=run_config,
+    )
     trainer = build_trainer(cfg)
     trainer.fit(module, datamodule, ckpt_path=plain.get("ckpt_path"))
     metrics = {"val/acc_best": _best_score(trainer)}
@@ -158,17 +174,22 @@ def load_training_checkpoint(path: str | Path) -> tuple[dict, dict[str, Any]]:
     return payload, run_config
 
 
-def rebuild_module(payload: dict, run_config: Mapping[str, Any], num_classes: int,
-                   class_names: list[str]) -> ClassifierModule:
+def rebuild_module(
+    payload: dict, run_config: Mapping[str, Any], num_classes: int, class_names: list[str]
+) -> ClassifierModule:
     """The trained strategy module of a checkpoint, rebuilt from its config and weights."""
     cfg, spec = run_config["cfg"], run_config["input_spec"]
     model_cfg = cfg["model"]
-    backbone = build_backbone(model_cfg["name"], in_chans=spec["channels"],
-                              input_size=spec["image_size"],
-                              small_input=model_cfg.get("small_input"),
-                              **backbone_kwargs(model_cfg))
-    module = build_strategy(cfg["strategy"], backbone, num_classes, class_names=class_names,
-                            run_config=run_config)
+    backbone = build_backbone(
+        model_cfg["name"],
+        in_chans=spec["channels"],
+        input_size=spec["image_size"],
+        small_input=model_cfg.get("small_input"),
+        **backbone_kwargs(model_cfg),
+    )
+    module = build_strategy(
+        cfg["strategy"], backbone, num_classes, class_names=class_names, run_config=run_config
+    )
     try:
         module.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
@@ -184,8 +205,9 @@ def run_evaluation(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     train_cfg = run_config["cfg"]
     data_cfg = {**train_cfg["data"], **(to_plain(cfg.get("data")) or {})}
     kind = run_config["source_info"].get("source", "none")
-    datamodule, spec = make_datamodule(data_cfg, train_cfg.get("seed"), kind,
-                                       int(run_config["input_spec"]["image_size"]))
+    datamodule, spec = make_datamodule(
+        data_cfg, train_cfg.get("seed"), kind, int(run_config["input_spec"]["image_size"])
+    )
     if spec["channels"] != run_config["input_spec"]["channels"]:
         raise ConfigError("the evaluation data has another channel count than the checkpoint")
     module = rebuild_module(payload, run_config, datamodule.num_classes, datamodule.class_names)

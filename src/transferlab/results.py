@@ -13,8 +13,16 @@ from transferlab.sources.cache import atomic_write_text
 
 RESULTS_FILE = "results.json"
 SCHEMA_VERSION = 1
-_PACKAGES = ("transferlab", "torch", "torchvision", "lightning", "hydra-core", "torchmetrics",
-             "timm", "scikit-learn")
+_PACKAGES = (
+    "transferlab",
+    "torch",
+    "torchvision",
+    "lightning",
+    "hydra-core",
+    "torchmetrics",
+    "timm",
+    "scikit-learn",
+)
 
 
 def package_versions() -> dict[str, str]:

@@ -21,10 +21,10 @@ class BatchAugment(nn.Module):
         if not isinstance(hflip, bool):
             raise ConfigError(f"augment.hflip={hflip!r} is invalid; use true or false")
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
-            raise ConfigError(f"augment.crop_padding={crop_padding!r} is invalid; "
-                              "use an integer >= 0 (pixels)")
-        if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) \
-                or noise_std < 0:
+            raise ConfigError(
+                f"augment.crop_padding={crop_padding!r} is invalid; use an integer >= 0 (pixels)"
+            )
+        if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or noise_std < 0:
             raise ConfigError(f"augment.noise_std={noise_std!r} is invalid; use a number >= 0")
         self.hflip = hflip
         self.crop_padding = int(crop_padding)

@@ -13,8 +13,10 @@ from transferlab.data.image_data import ImageData, data_cache_dir, is_offline
 from transferlab.errors import DataError
 
 BATCHES_DIR = "cifar-10-batches-py"
-OFFLINE_HINT = ("CIFAR-10 needs internet once (data.download=true), or data.root=<dir> holding "
-                f"an existing {BATCHES_DIR}; offline data sets: data=digits or data=fashion_mnist")
+OFFLINE_HINT = (
+    "CIFAR-10 needs internet once (data.download=true), or data.root=<dir> holding "
+    f"an existing {BATCHES_DIR}; offline data sets: data=digits or data=fashion_mnist"
+)
 
 
 def _root_dir(root: str | os.PathLike[str] | None) -> Path:
@@ -31,9 +33,11 @@ def _read(root: str, download: bool) -> tuple[torch.Tensor, ...]:
         try:
             ds = CIFAR10(root=root, train=train, download=download)
         except Exception as err:  # torchvision raises RuntimeError, URLError, OSError, ...
-            raise DataError(f"CIFAR-10 is not in {root} and could not be loaded "
-                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                            f"); {OFFLINE_HINT}") from None
+            raise DataError(
+                f"CIFAR-10 is not in {root} and could not be loaded "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                f"); {OFFLINE_HINT}"
+            ) from None
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         arrays += [images, torch.as_tensor(ds.targets, dtype=torch.int64)]
     return (*arrays, ds.classes)
@@ -46,5 +50,6 @@ def load_cifar10(root: str | os.PathLike[str] | None = None, download: bool = Tr
     if download and is_offline() and not have_files:
         raise DataError(f"CIFAR-10 is not in {path} and TRANSFERLAB_OFFLINE is set; {OFFLINE_HINT}")
     train_x, train_y, test_x, test_y, names = _read(str(path), bool(download and not have_files))
-    return ImageData(train_x.clone(), train_y.clone(), test_x.clone(), test_y.clone(),
-                     list(names), "cifar10")
+    return ImageData(
+        train_x.clone(), train_y.clone(), test_x.clone(), test_y.clone(), list(names), "cifar10"
+    )

@@ -38,8 +38,10 @@ def _augment_module(augment: Mapping[str, Any] | None) -> BatchAugment | None:
         return None
     unknown = sorted(set(augment) - set(AUGMENT_KEYS))
     if unknown:
-        raise ConfigError(f"unknown data.augment option(s) {', '.join(unknown)}; "
-                          f"accepted: {', '.join(AUGMENT_KEYS)}")
+        raise ConfigError(
+            f"unknown data.augment option(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(AUGMENT_KEYS)}"
+        )
     module = BatchAugment(**{k: v for k, v in augment.items() if v is not None})
     return None if module.is_identity else module
 
@@ -49,8 +51,10 @@ def _stat_list(name: str, value: Any) -> list[float] | None:
         return None
     items = [value] if isinstance(value, (int, float)) else list(value)
     if not items or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in items):
-        raise ConfigError(f"data.{name}={value!r} is invalid; use a list of numbers, one per "
-                          "channel (or one for all)")
+        raise ConfigError(
+            f"data.{name}={value!r} is invalid; use a list of numbers, one per "
+            "channel (or one for all)"
+        )
     if name == "std" and min(items) <= 0:
         raise ConfigError(f"data.std={value!r} is invalid; every std must be > 0")
     return [float(v) for v in items]
@@ -100,8 +104,12 @@ class ImageClassificationDataModule(L.LightningDataModule):
         self.dataset = str(dataset).strip().lower().replace("-", "_")
         self.root = root
         self.classes_spec = classes
-        self.budget = {"labels_per_class": labels_per_class, "label_fraction": label_fraction,
-                       "val_per_class": val_per_class, "val_fraction": val_fraction}
+        self.budget = {
+            "labels_per_class": labels_per_class,
+            "label_fraction": label_fraction,
+            "val_per_class": val_per_class,
+            "val_fraction": val_fraction,
+        }
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.image_size = image_size
@@ -123,8 +131,9 @@ class ImageClassificationDataModule(L.LightningDataModule):
 
     def _load(self) -> ImageData:
         if self._data is None:
-            self._data = load_dataset(self.dataset, root=self.root, download=self.download,
-                                      **self.dataset_kwargs)
+            self._data = load_dataset(
+                self.dataset, root=self.root, download=self.download, **self.dataset_kwargs
+            )
         return self._data
 
     def prepare_data(self) -> None:
@@ -141,8 +150,10 @@ class ImageClassificationDataModule(L.LightningDataModule):
         for name, override in (("mean", self.mean_override), ("std", self.std_override)):
             if override is not None:
                 if len(override) not in (1, channels):
-                    raise ConfigError(f"data.{name} has {len(override)} values but the images "
-                                      f"have {channels} channel(s); give {channels} or 1")
+                    raise ConfigError(
+                        f"data.{name} has {len(override)} values but the images "
+                        f"have {channels} channel(s); give {channels} or 1"
+                    )
                 values = override * channels if len(override) == 1 else override
                 mean, std = (values, std) if name == "mean" else (mean, values)
         return mean, std
@@ -160,17 +171,25 @@ class ImageClassificationDataModule(L.LightningDataModule):
         data = self._load()
         classes = resolve_classes(self.classes_spec, data.class_names)
         self._split: SplitIndices = make_splits(
-            data.train_labels, data.test_labels, classes, seed=self.seed,
-            class_names=data.class_names, **self.budget)
+            data.train_labels,
+            data.test_labels,
+            classes,
+            seed=self.seed,
+            class_names=data.class_names,
+            **self.budget,
+        )
         channels = self.channels or data.channels
         self._mean, self._std = self._stats(data, channels)
         self._class_names = [data.class_names[c] for c in classes]
-        self.train_set = self._tensors(data.train_images[self._split.train],
-                                       data.train_labels[self._split.train])
-        self.val_set = self._tensors(data.train_images[self._split.val],
-                                     data.train_labels[self._split.val])
-        self.test_set = self._tensors(data.test_images[self._split.test],
-                                      data.test_labels[self._split.test])
+        self.train_set = self._tensors(
+            data.train_images[self._split.train], data.train_labels[self._split.train]
+        )
+        self.val_set = self._tensors(
+            data.train_images[self._split.val], data.train_labels[self._split.val]
+        )
+        self.test_set = self._tensors(
+            data.test_images[self._split.test], data.test_labels[self._split.test]
+        )
         self._data = None  # the uint8 pool is no longer needed
         self._ready = True
 
@@ -225,9 +244,16 @@ class ImageClassificationDataModule(L.LightningDataModule):
 
     def _loader(self, data: TensorBatchDataset, batch_size: int, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator,
-                          collate_fn=keep_batch, num_workers=self.num_workers, drop_last=False,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            data,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=keep_batch,
+            num_workers=self.num_workers,
+            drop_last=False,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         self._ensure_setup()

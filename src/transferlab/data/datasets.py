@@ -52,6 +52,8 @@ def load_dataset(
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
         accepted = ", ".join(options) or "none"
-        raise ConfigError(f"data set {name!r} has no option(s) {', '.join(unknown)}; "
-                          f"accepted data.dataset_kwargs: {accepted}")
+        raise ConfigError(
+            f"data set {name!r} has no option(s) {', '.join(unknown)}; "
+            f"accepted data.dataset_kwargs: {accepted}"
+        )
     return loader(root=root, download=download, **kwargs)

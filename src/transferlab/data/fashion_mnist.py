@@ -15,10 +15,24 @@ from transferlab.errors import DataError
 
 ENV_VAR = "TRANSFERLAB_FASHION_MNIST"
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+CLASS_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 HOW_TO_GET = (
     "install it with `apt-get install dataset-fashion-mnist`, point data.root=<dir> "
     f"(or {ENV_VAR}=<dir>) at a folder with the four IDX files (.gz or plain), "
@@ -30,8 +44,12 @@ def _find_files(directory: Path) -> list[Path | None]:
     """Each IDX file in ``directory`` (or torchvision's ``FashionMNIST/raw`` under it)."""
     found: list[Path | None] = []
     for stem in FILES:
-        hits = [d / name for d in (directory, directory / "FashionMNIST" / "raw")
-                for name in (f"{stem}.gz", stem) if (d / name).is_file()]
+        hits = [
+            d / name
+            for d in (directory, directory / "FashionMNIST" / "raw")
+            for name in (f"{stem}.gz", stem)
+            if (d / name).is_file()
+        ]
         found.append(hits[0] if hits else None)
     return found
 
@@ -43,8 +61,9 @@ def _complete(directory: Path) -> list[Path] | None:
     present = [p for p in found if p is not None]
     if present:
         missing = ", ".join(s for s, p in zip(FILES, found) if p is None)
-        raise DataError(f"Fashion-MNIST in {directory} is incomplete: {missing} missing; "
-                        f"{HOW_TO_GET}")
+        raise DataError(
+            f"Fashion-MNIST in {directory} is incomplete: {missing} missing; {HOW_TO_GET}"
+        )
     return None
 
 
@@ -54,8 +73,10 @@ def _download(target: Path) -> list[Path]:
     try:
         FashionMNIST(root=str(target), train=True, download=True)
     except Exception as err:  # torchvision raises many kinds on a failed download
-        raise DataError(f"Fashion-MNIST not found and its download to {target} failed "
-                        f"({type(err).__name__}: {err}); {HOW_TO_GET}") from None
+        raise DataError(
+            f"Fashion-MNIST not found and its download to {target} failed "
+            f"({type(err).__name__}: {err}); {HOW_TO_GET}"
+        ) from None
     files = _complete(target)
     if files is None:
         raise DataError(f"Fashion-MNIST download to {target} left no IDX files; {HOW_TO_GET}")
@@ -91,16 +112,21 @@ def _parse(stamps: tuple[tuple[str, int, int], ...]) -> tuple[torch.Tensor, ...]
     paths = [Path(s[0]) for s in stamps]
     arrays = [read_idx(p, ndim=3 if "images" in p.name else 1) for p in paths]
     tensors = [torch.tensor(a) for a in arrays]
-    for images, labels, split in ((tensors[0], tensors[1], "train"),
-                                  (tensors[2], tensors[3], "test")):
+    for images, labels, split in (
+        (tensors[0], tensors[1], "train"),
+        (tensors[2], tensors[3], "test"),
+    ):
         if len(images) != len(labels):
-            raise DataError(f"Fashion-MNIST {split} files disagree: {len(images):,} images but "
-                            f"{len(labels):,} labels; fetch them again")
+            raise DataError(
+                f"Fashion-MNIST {split} files disagree: {len(images):,} images but "
+                f"{len(labels):,} labels; fetch them again"
+            )
         if labels.numel() and int(labels.max()) >= len(CLASS_NAMES):
-            raise DataError(f"Fashion-MNIST {split} labels go up to {int(labels.max())}, "
-                            f"expected 0-{len(CLASS_NAMES) - 1}; fetch the files again")
-    return (tensors[0].unsqueeze(1), tensors[1].long(), tensors[2].unsqueeze(1),
-            tensors[3].long())
+            raise DataError(
+                f"Fashion-MNIST {split} labels go up to {int(labels.max())}, "
+                f"expected 0-{len(CLASS_NAMES) - 1}; fetch the files again"
+            )
+    return (tensors[0].unsqueeze(1), tensors[1].long(), tensors[2].unsqueeze(1), tensors[3].long())
 
 
 def load_fashion_mnist(

@@ -20,21 +20,30 @@ SPLIT_SEED = 0
 
 def _class_folders(root: Path) -> list[Path]:
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist; set data.root=<dir> with one "
-                        "sub-folder of images per class")
+        raise DataError(
+            f"image folder {root} does not exist; set data.root=<dir> with one "
+            "sub-folder of images per class"
+        )
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise DataError(f"image folder {root} has no class sub-folders; put each class's "
-                        f"images ({'/'.join(EXTENSIONS)}) in root/<class name>/")
+        raise DataError(
+            f"image folder {root} has no class sub-folders; put each class's "
+            f"images ({'/'.join(EXTENSIONS)}) in root/<class name>/"
+        )
     return folders
 
 
 def _image_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+    )
     if not files:
-        raise DataError(f"class folder {folder} has no images ({'/'.join(EXTENSIONS)}); "
-                        "add images or remove the folder")
+        raise DataError(
+            f"class folder {folder} has no images ({'/'.join(EXTENSIONS)}); "
+            "add images or remove the folder"
+        )
     return files
 
 
@@ -56,13 +65,17 @@ def _to_array(image: Image.Image, gray: bool, size: int | None) -> np.ndarray:
 
 
 def _check_options(image_size: object, grayscale: object, test_fraction: object) -> None:
-    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
-                                   or image_size < 1):
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
+    ):
         raise ConfigError(f"image_size={image_size!r} is invalid; use a positive integer or null")
     if grayscale is not None and not isinstance(grayscale, bool):
         raise ConfigError(f"grayscale={grayscale!r} is invalid; use true, false or null (auto)")
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) \
-            or not 0 < test_fraction < 1:
+    if (
+        isinstance(test_fraction, bool)
+        or not isinstance(test_fraction, (int, float))
+        or not 0 < test_fraction < 1
+    ):
         raise ConfigError(f"test_fraction={test_fraction!r} is invalid; use a number in (0, 1)")
 
 
@@ -92,11 +105,19 @@ def load_image_folder(
         sizes = {i.size for i in images}
         if len(sizes) > 1:
             (w1, h1), (w2, h2) = sorted(sizes)[:2]
-            raise DataError(f"images in {base} have {len(sizes)} different sizes (e.g. {w1}x{h1} "
-                            f"and {w2}x{h2}); set data.image_size=<N> to resize all to N x N")
+            raise DataError(
+                f"images in {base} have {len(sizes)} different sizes (e.g. {w1}x{h1} "
+                f"and {w2}x{h2}); set data.image_size=<N> to resize all to N x N"
+            )
     stacked = torch.from_numpy(np.stack([_to_array(i, gray, image_size) for i in images]))
     label_tensor = torch.as_tensor(labels, dtype=torch.int64)
     names = [f.name for f in folders]
     train, test = stratified_holdout(label_tensor, test_fraction, SPLIT_SEED, names)
-    return ImageData(stacked[train], label_tensor[train], stacked[test], label_tensor[test],
-                     names, "image_folder")
+    return ImageData(
+        stacked[train],
+        label_tensor[train],
+        stacked[test],
+        label_tensor[test],
+        names,
+        "image_folder",
+    )

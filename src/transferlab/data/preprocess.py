@@ -17,8 +17,9 @@ def _convert_chunk(x: torch.Tensor, image_size: int | None, channels: int | None
     if channels == 1 and x.shape[1] != 1:
         x = x.mean(dim=1, keepdim=True)
     if image_size is not None and tuple(x.shape[-2:]) != (image_size, image_size):
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear",
-                          align_corners=False, antialias=True)
+        x = F.interpolate(
+            x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
+        )
     if channels == 3 and x.shape[1] == 1:
         x = x.repeat(1, 3, 1, 1)
     return x
@@ -29,8 +30,10 @@ def to_float(
 ) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float32 in [0, 1], resized to ``image_size`` squared if set and
     converted to ``channels`` (1 -> 3 by repeat, 3 -> 1 by the channel mean) if set."""
-    chunks = [_convert_chunk(images[i:i + CHUNK], image_size, channels)
-              for i in range(0, len(images), CHUNK)]
+    chunks = [
+        _convert_chunk(images[i : i + CHUNK], image_size, channels)
+        for i in range(0, len(images), CHUNK)
+    ]
     if not chunks:
         size = images.shape[-2:] if image_size is None else (image_size, image_size)
         return torch.empty(0, channels or images.shape[1], *size)
@@ -43,11 +46,13 @@ def _histograms(images: torch.Tensor, to_gray: bool) -> tuple[list[torch.Tensor]
         top = 255 * images.shape[1]
         hist = torch.zeros(top + 1, dtype=torch.int64)
         for i in range(0, len(images), CHUNK):
-            sums = images[i:i + CHUNK].to(torch.int64).sum(dim=1).flatten()
+            sums = images[i : i + CHUNK].to(torch.int64).sum(dim=1).flatten()
             hist += torch.bincount(sums, minlength=top + 1)
         return [hist], top
-    hists = [torch.bincount(images[:, k].flatten(), minlength=256).to(torch.int64)
-             for k in range(images.shape[1])]
+    hists = [
+        torch.bincount(images[:, k].flatten(), minlength=256).to(torch.int64)
+        for k in range(images.shape[1])
+    ]
     return hists, 255
 
 

@@ -38,16 +38,18 @@ def _resolve_one(item: Any, class_names: Sequence[str]) -> list[int]:
         if match:
             low, high = int(match.group(1)), int(match.group(2))
             if low > high or high >= count:
-                raise ConfigError(f"class range {item!r} is not within 0-{count - 1}; "
-                                  f"{_valid_hint(class_names)}")
+                raise ConfigError(
+                    f"class range {item!r} is not within 0-{count - 1}; {_valid_hint(class_names)}"
+                )
             return list(range(low, high + 1))
         if item.strip().isdigit():
             item = int(item.strip())
         else:
             raise ConfigError(f"unknown class {item!r}; {_valid_hint(class_names)}")
     if isinstance(item, bool) or not isinstance(item, int):
-        raise ConfigError(f"class {item!r} is neither an index nor a name; "
-                          f"{_valid_hint(class_names)}")
+        raise ConfigError(
+            f"class {item!r} is neither an index nor a name; {_valid_hint(class_names)}"
+        )
     if not 0 <= item < count:
         raise ConfigError(f"class index {item} is out of range; {_valid_hint(class_names)}")
     return [int(item)]
@@ -59,14 +61,16 @@ def resolve_classes(classes: Any, class_names: Sequence[str]) -> list[int]:
         return list(range(len(class_names)))
     items = [classes] if isinstance(classes, (str, int)) else list(classes)
     if not items:
-        raise ConfigError(f"data.classes is empty; use null for all classes or "
-                          f"{_valid_hint(class_names)}")
+        raise ConfigError(
+            f"data.classes is empty; use null for all classes or {_valid_hint(class_names)}"
+        )
     resolved = [c for item in items for c in _resolve_one(item, class_names)]
     duplicates = sorted({c for c in resolved if resolved.count(c) > 1})
     if duplicates:
         names = ", ".join(repr(class_names[c]) for c in duplicates)
-        raise ConfigError(f"data.classes lists a class more than once ({names}); "
-                          "give each class once")
+        raise ConfigError(
+            f"data.classes lists a class more than once ({names}); give each class once"
+        )
     return resolved
 
 
@@ -108,16 +112,17 @@ def stratified_holdout(
     class_names: Sequence[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed (keep, holdout) split holding out ``round(fraction * n)`` (>= 1) of each class."""
-    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) \
-            or not 0 < fraction < 1:
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction < 1:
         raise ConfigError(f"test_fraction={fraction!r} is invalid; use a number in (0, 1)")
     labels = torch.as_tensor(labels, dtype=torch.int64)
     classes = sorted(set(labels.tolist()))
     keep, hold = [], []
     for c, order in zip(classes, class_orders(labels, classes, seed)):
         if len(order) < 2:
-            raise DataError(f"class {_name(c, class_names)!r} has only {len(order)} image; "
-                            "each class needs at least 2 to hold out a test split")
+            raise DataError(
+                f"class {_name(c, class_names)!r} has only {len(order)} image; "
+                "each class needs at least 2 to hold out a test split"
+            )
         n_hold = min(max(1, round(fraction * len(order))), len(order) - 1)
         hold.append(order[:n_hold])
         keep.append(order[n_hold:])
@@ -148,16 +153,21 @@ def _check_budget_args(
     labels_per_class = _check_count("labels_per_class", labels_per_class, 1)
     label_fraction = _check_fraction("label_fraction", label_fraction, allow_one=True)
     if label_fraction == 0:
-        raise ConfigError("label_fraction=0 leaves no labeled images; use a number in (0, 1] "
-                          "or null for all")
+        raise ConfigError(
+            "label_fraction=0 leaves no labeled images; use a number in (0, 1] or null for all"
+        )
     if labels_per_class is not None and label_fraction is not None:
-        raise ConfigError("labels_per_class and label_fraction are both set; set one of them "
-                          "(the other null), or both null for all labeled images")
+        raise ConfigError(
+            "labels_per_class and label_fraction are both set; set one of them "
+            "(the other null), or both null for all labeled images"
+        )
     val_per_class = _check_count("val_per_class", val_per_class, 0) or 0
     val_fraction = _check_fraction("val_fraction", val_fraction, allow_one=False) or 0.0
     if val_per_class and val_fraction:
-        raise ConfigError("val_per_class and val_fraction are both set; set one of them "
-                          "(the other null), or both null for no validation split")
+        raise ConfigError(
+            "val_per_class and val_fraction are both set; set one of them "
+            "(the other null), or both null for no validation split"
+        )
     return labels_per_class, label_fraction, val_per_class, val_fraction
 
 
@@ -180,7 +190,8 @@ def make_splits(
     ``class_names`` only makes error messages readable.
     """
     lpc, lfrac, vpc, vfrac = _check_budget_args(
-        labels_per_class, label_fraction, val_per_class, val_fraction)
+        labels_per_class, label_fraction, val_per_class, val_fraction
+    )
     train_labels = torch.as_tensor(train_labels, dtype=torch.int64)
     test_labels = torch.as_tensor(test_labels, dtype=torch.int64)
     if classes is None:
@@ -194,20 +205,24 @@ def make_splits(
         name, total = _name(c, class_names), len(order)
         n_val = vpc or (max(1, round(vfrac * total)) if vfrac else 0)
         if n_val >= total:
-            raise DataError(f"{'val_per_class' if vpc else 'val_fraction'}="
-                            f"{vpc or vfrac} but class {name!r} has only {total:,} training "
-                            "images; at least 1 must stay for training")
+            raise DataError(
+                f"{'val_per_class' if vpc else 'val_fraction'}="
+                f"{vpc or vfrac} but class {name!r} has only {total:,} training "
+                "images; at least 1 must stay for training"
+            )
         left = total - n_val
         after = f" after {n_val:,} for validation" if n_val else ""
         if lpc is not None and lpc > left:
-            raise DataError(f"labels_per_class={lpc:,} but class {name!r} has only {left:,} "
-                            f"training images{after}")
+            raise DataError(
+                f"labels_per_class={lpc:,} but class {name!r} has only {left:,} "
+                f"training images{after}"
+            )
         if lpc is not None:
             n_lab = lpc
         else:
             n_lab = max(1, round(lfrac * left)) if lfrac else left
         val.append(order[:n_val])
-        train.append(order[n_val:n_val + n_lab])
+        train.append(order[n_val : n_val + n_lab])
     test = torch.nonzero(torch.isin(test_labels, torch.as_tensor(classes))).flatten()
     return SplitIndices(
         train=torch.cat(train).sort().values,

@@ -287,8 +287,10 @@ def _cifar_resnet(name: str, blocks: int, in_chans: int, width: float) -> Backbo
     stages: dict[str, nn.Module] = {"stem": stem}
     cin = chans[0]
     for index, (cout, stride) in enumerate(zip(chans, (1, 2, 2))):
-        layer = [BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1)
-                 for i in range(blocks)]
+        layer = [
+            BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1)
+            for i in range(blocks)
+        ]
         stages[f"layer{index + 1}"] = nn.Sequential(*layer)
         cin = cout
     backbone = Backbone(name, stages, chans[-1], _pool_flatten(), min_input_size=4)
@@ -335,8 +337,11 @@ def _tv_info(arch: str) -> dict[str, Any]:
 def _tv_pretrained_cfg(weights: Any) -> dict[str, Any]:
     transform = weights.transforms()
     size = int(list(transform.crop_size)[0])
-    return {"mean": tuple(transform.mean), "std": tuple(transform.std),
-            "input_size": (3, size, size)}
+    return {
+        "mean": tuple(transform.mean),
+        "std": tuple(transform.std),
+        "input_size": (3, size, size),
+    }
 
 
 def _adapt_first_conv(conv: nn.Conv2d, in_chans: int, pretrained: bool) -> nn.Conv2d:
@@ -345,8 +350,14 @@ def _adapt_first_conv(conv: nn.Conv2d, in_chans: int, pretrained: bool) -> nn.Co
     """
     if in_chans == conv.in_channels:
         return conv
-    new = nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    bias=conv.bias is not None)
+    new = nn.Conv2d(
+        in_chans,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        bias=conv.bias is not None,
+    )
     if pretrained:
         from timm.models import adapt_input_conv
 
@@ -370,11 +381,13 @@ def _tv_resnet(
         maxpool: nn.Module = nn.Identity()
     else:
         conv1, maxpool = _adapt_first_conv(model.conv1, in_chans, pretrained), model.maxpool
-    stem = nn.Sequential(OrderedDict(conv1=conv1, bn1=model.bn1, relu=model.relu,
-                                     maxpool=maxpool))
+    stem = nn.Sequential(OrderedDict(conv1=conv1, bn1=model.bn1, relu=model.relu, maxpool=maxpool))
     stages = {"stem": stem, **{f"layer{i}": getattr(model, f"layer{i}") for i in range(1, 5)}}
     return Backbone(
-        arch, stages, num_features, _pool_flatten(),
+        arch,
+        stages,
+        num_features,
+        _pool_flatten(),
         min_input_size=8 if small_input else 32,
         pretrained_cfg=_tv_pretrained_cfg(weights) if weights is not None else None,
     )
@@ -389,9 +402,7 @@ with ImageNet weights the stem conv is re-initialised (the rest stays pretrained
 
 
 def _make_tv_resnet(arch: str, num_features: int) -> None:
-    def build(
-        in_chans: int, input_size: int, small_input: bool, pretrained: bool
-    ) -> Backbone:
+    def build(in_chans: int, input_size: int, small_input: bool, pretrained: bool) -> Backbone:
         return _tv_resnet(arch, num_features, in_chans, small_input, pretrained)
 
     build.__doc__ = _RESNET_DOC.format(arch=arch, features=num_features)
@@ -409,7 +420,11 @@ def _vgg16_info(*, batch_norm: bool = False) -> dict[str, Any]:
 
 @register_backbone("vgg16", weights_info=_vgg16_info)
 def _vgg16(
-    in_chans: int, input_size: int, small_input: bool, pretrained: bool, *,
+    in_chans: int,
+    input_size: int,
+    small_input: bool,
+    pretrained: bool,
+    *,
     batch_norm: bool = False,
 ) -> Backbone:
     """torchvision VGG-16 (``vgg16_bn`` with ``batch_norm``), fc7 features (4096-d).
@@ -431,11 +446,14 @@ def _vgg16(
         if isinstance(layer, nn.MaxPool2d):
             stages[f"block{len(stages) + 1}"] = nn.Sequential(*block)
             block = []
-    stages["fc"] = nn.Sequential(OrderedDict(
-        avgpool=model.avgpool, flatten=nn.Flatten(1), classifier=model.classifier[:-1]
-    ))
+    stages["fc"] = nn.Sequential(
+        OrderedDict(avgpool=model.avgpool, flatten=nn.Flatten(1), classifier=model.classifier[:-1])
+    )
     return Backbone(
-        "vgg16", stages, 4096, min_input_size=32,
+        "vgg16",
+        stages,
+        4096,
+        min_input_size=32,
         pretrained_cfg=_tv_pretrained_cfg(weights) if weights is not None else None,
     )
 
@@ -471,8 +489,9 @@ class TimmBackbone(Backbone):
         min_input_size: int,
         pretrained_cfg: Mapping[str, Any] | None,
     ) -> None:
-        super().__init__("timm", {}, num_features, min_input_size=min_input_size,
-                         pretrained_cfg=pretrained_cfg)
+        super().__init__(
+            "timm", {}, num_features, min_input_size=min_input_size, pretrained_cfg=pretrained_cfg
+        )
         self.model = model
         self.model_name = str(getattr(model, "default_cfg", {}).get("architecture", ""))
         self._groups = groups  # (stage name, module paths, parameter paths); not registered
@@ -483,8 +502,10 @@ class TimmBackbone(Backbone):
 
     def stages(self) -> list[nn.Module]:
         return [
-            _StageView([self.model.get_submodule(p) for p in modules],
-                       [self.model.get_parameter(p) for p in params])
+            _StageView(
+                [self.model.get_submodule(p) for p in modules],
+                [self.model.get_parameter(p) for p in params],
+            )
             for _, modules, params in self._groups
         ]
 
@@ -519,8 +540,11 @@ def _timm_groups(model: nn.Module) -> list[tuple[str, list[str], list[str]]]:
     paths = {path for _, path in units}
     ends = [end for end in ends if end in paths]
     if not ends:  # fallback: one stage per top-level child with parameters
-        ends = [path for kind, path in units
-                if kind == "module" and _has_params(model.get_submodule(path))]
+        ends = [
+            path
+            for kind, path in units
+            if kind == "module" and _has_params(model.get_submodule(path))
+        ]
     groups: list[tuple[str, list[str], list[str]]] = []
     modules: list[str] = []
     params: list[str] = []
@@ -550,8 +574,9 @@ def _timm_name(model_name: Any) -> str:
     return model_name
 
 
-def _timm_info(*, model_name: str = "", model_kwargs: Mapping[str, Any] | None = None
-               ) -> dict[str, Any]:
+def _timm_info(
+    *, model_name: str = "", model_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     from timm.models import get_pretrained_cfg
 
     name = _timm_name(model_name)
@@ -565,8 +590,13 @@ def _timm_info(*, model_name: str = "", model_kwargs: Mapping[str, Any] | None =
 
 @register_backbone("timm", weights_info=_timm_info)
 def _timm(
-    in_chans: int, input_size: int, small_input: bool, pretrained: bool, *,
-    model_name: str = "", model_kwargs: Mapping[str, Any] | None = None,
+    in_chans: int,
+    input_size: int,
+    small_input: bool,
+    pretrained: bool,
+    *,
+    model_name: str = "",
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> Backbone:
     """Any timm model by ``model_name`` (``num_classes=0``: pooled pre-logit features).
 
@@ -579,11 +609,14 @@ def _timm(
     extra = dict(model_kwargs or {})
     reserved = {"pretrained", "num_classes", "in_chans"} & set(extra)
     if reserved:
-        raise ConfigError(f"timm: model_kwargs may not set {', '.join(sorted(reserved))}; "
-                          "use the backbone options instead")
+        raise ConfigError(
+            f"timm: model_kwargs may not set {', '.join(sorted(reserved))}; "
+            "use the backbone options instead"
+        )
     try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0,
-                                  in_chans=in_chans, **extra)
+        model = timm.create_model(
+            name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **extra
+        )
     except TypeError as err:
         raise ConfigError(f"timm model '{name}' rejected model_kwargs {extra}: {err}") from None
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
@@ -596,8 +629,11 @@ def _timm(
         min_size = int(img_size[-1])
     pretrained_cfg = None
     if pretrained:
-        pretrained_cfg = {"mean": tuple(cfg.get("mean", ())), "std": tuple(cfg.get("std", ())),
-                          "input_size": tuple(cfg.get("input_size", ()))}
+        pretrained_cfg = {
+            "mean": tuple(cfg.get("mean", ())),
+            "std": tuple(cfg.get("std", ())),
+            "input_size": tuple(cfg.get("input_size", ())),
+        }
     backbone = TimmBackbone(model, _timm_groups(model), num_features, min_size, pretrained_cfg)
     backbone.model_name = name
     return backbone

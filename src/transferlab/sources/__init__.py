@@ -64,8 +64,12 @@ def prepare_backbone(
     meta = json.loads((entry / ENTRY_META).read_text())
     state = load_file(str(entry / ENTRY_WEIGHTS))
     apply_backbone_state(backbone, state, origin=f"source cache entry {entry}")
-    log.info("source %s %s (source test acc %.3f)", entry.name,
-             "built" if built else "reused from cache", meta.get("source_test_acc", float("nan")))
+    log.info(
+        "source %s %s (source test acc %.3f)",
+        entry.name,
+        "built" if built else "reused from cache",
+        meta.get("source_test_acc", float("nan")),
+    )
     return backbone, {
         "source": "pretrain",
         "source_key": meta.get("key"),

@@ -15,8 +15,9 @@ BACKBONE_PREFIX = "backbone."
 
 def _extract_backbone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keys under ``backbone.`` with the prefix removed; a bare backbone state as is."""
-    picked = {k[len(BACKBONE_PREFIX):]: v for k, v in state.items()
-              if k.startswith(BACKBONE_PREFIX)}
+    picked = {
+        k[len(BACKBONE_PREFIX) :]: v for k, v in state.items() if k.startswith(BACKBONE_PREFIX)
+    }
     return picked or dict(state)
 
 

@@ -18,8 +18,10 @@ OFFLINE_CHOICES = (
 
 def is_offline() -> bool:
     """True when the user said there is no network (TRANSFERLAB_OFFLINE or HF_HUB_OFFLINE)."""
-    return any(os.environ.get(v, "0") not in ("", "0", "false") for v in
-               ("TRANSFERLAB_OFFLINE", "HF_HUB_OFFLINE"))
+    return any(
+        os.environ.get(v, "0") not in ("", "0", "false")
+        for v in ("TRANSFERLAB_OFFLINE", "HF_HUB_OFFLINE")
+    )
 
 
 def _cache_hint(info: Mapping[str, Any]) -> str:
@@ -56,8 +58,12 @@ def build_imagenet_backbone(
         )
     try:
         return build_backbone(
-            name, in_chans=in_chans, input_size=input_size, small_input=small_input,
-            pretrained=True, **kwargs,
+            name,
+            in_chans=in_chans,
+            input_size=input_size,
+            small_input=small_input,
+            pretrained=True,
+            **kwargs,
         )
     except SourceError:
         raise

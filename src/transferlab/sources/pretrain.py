@@ -23,8 +23,17 @@ log = logging.getLogger(__name__)
 # Keys of the source config that do not change what is built.
 NON_IDENTITY_KEYS = ("name", "cache_dir", "accelerator")
 DATA_KEYS = (
-    "dataset", "root", "classes", "labels_per_class", "label_fraction", "val_per_class",
-    "val_fraction", "batch_size", "augment", "download", "dataset_kwargs",
+    "dataset",
+    "root",
+    "classes",
+    "labels_per_class",
+    "label_fraction",
+    "val_per_class",
+    "val_fraction",
+    "batch_size",
+    "augment",
+    "download",
+    "dataset_kwargs",
 )
 FORMAT_VERSION = 1
 
@@ -34,8 +43,12 @@ def pretrain_identity(
 ) -> dict[str, Any]:
     """Everything that decides the built weights (and nothing else)."""
     source = {k: v for k, v in source_cfg.items() if k not in NON_IDENTITY_KEYS}
-    return {"format": FORMAT_VERSION, "source": source, "model": dict(model_cfg),
-            "input": dict(input_spec)}
+    return {
+        "format": FORMAT_VERSION,
+        "source": source,
+        "model": dict(model_cfg),
+        "input": dict(input_spec),
+    }
 
 
 def pretrain_source_key(
@@ -57,27 +70,40 @@ def _train_source(
     L.seed_everything(seed, workers=True, verbose=False)
     data_kwargs = {k: source_cfg[k] for k in DATA_KEYS if k in source_cfg}
     datamodule = ImageClassificationDataModule(
-        **data_kwargs, image_size=input_spec["image_size"], channels=input_spec["channels"],
-        normalize=input_spec["normalize"], seed=seed,
+        **data_kwargs,
+        image_size=input_spec["image_size"],
+        channels=input_spec["channels"],
+        normalize=input_spec["normalize"],
+        seed=seed,
     )
     datamodule.setup("fit")
     in_chans, height, _ = datamodule.input_shape
     backbone = build_backbone(
-        model_cfg["name"], in_chans=in_chans, input_size=height,
-        small_input=model_cfg.get("small_input"), **backbone_kwargs,
+        model_cfg["name"],
+        in_chans=in_chans,
+        input_size=height,
+        small_input=model_cfg.get("small_input"),
+        **backbone_kwargs,
     )
     module = ScratchModule(
-        backbone, datamodule.num_classes, optimizer=source_cfg.get("optimizer"),
-        scheduler=source_cfg.get("scheduler"), class_names=datamodule.class_names,
+        backbone,
+        datamodule.num_classes,
+        optimizer=source_cfg.get("optimizer"),
+        scheduler=source_cfg.get("scheduler"),
+        class_names=datamodule.class_names,
     )
     with tempfile.TemporaryDirectory(prefix="tl-source-") as tmp:
         checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val/acc", mode="max")
         trainer = L.Trainer(
             max_epochs=int(source_cfg.get("max_epochs", 10)),
             limit_train_batches=source_cfg.get("limit_train_batches") or 1.0,
-            accelerator=source_cfg.get("accelerator", "cpu"), devices=1,
-            logger=False, callbacks=[checkpoint], enable_progress_bar=False,
-            enable_model_summary=False, num_sanity_val_steps=0,
+            accelerator=source_cfg.get("accelerator", "cpu"),
+            devices=1,
+            logger=False,
+            callbacks=[checkpoint],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
         )
         trainer.fit(module, datamodule)
         best = checkpoint.best_model_path or None
@@ -106,8 +132,12 @@ def ensure_pretrain_source(
     """The cache entry of this source, trained first if missing. Returns ``(entry, built_now)``."""
     key = pretrain_source_key(source_cfg, model_cfg, input_spec)
     entry = Path(source_cfg["cache_dir"]).expanduser() / f"pretrain-{key}"
-    log.info("source pretrain-%s (%s classes %s)", key, source_cfg.get("dataset"),
-             source_cfg.get("classes"))
+    log.info(
+        "source pretrain-%s (%s classes %s)",
+        key,
+        source_cfg.get("dataset"),
+        source_cfg.get("classes"),
+    )
 
     def build(weights_path: Path) -> dict[str, Any]:
         log.info("building source pretrain-%s: it is not cached yet", key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import warnings
 from typing import Any
 
 import lightning as L
@@ -14,6 +15,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from transferlab.models import Backbone, LinearHead
 from transferlab.strategies.freezing import keep_frozen_in_eval, set_frozen_stages
 from transferlab.strategies.optim import build_optimizer, build_scheduler
+
+# Frozen stages are kept in eval mode on purpose (BatchNorm statistics stay fixed).
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 
 class ClassifierModule(L.LightningModule):
@@ -135,8 +139,11 @@ class ClassifierModule(L.LightningModule):
         if backbone_params:
             groups.insert(
                 0,
-                {"params": backbone_params, "lr_scale": self.backbone_lr_scale(),
-                 "name": "backbone"},
+                {
+                    "params": backbone_params,
+                    "lr_scale": self.backbone_lr_scale(),
+                    "name": "backbone",
+                },
             )
         return groups
 
@@ -149,7 +156,10 @@ class ClassifierModule(L.LightningModule):
         )
         if scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 def trainable_parameter_count(module: nn.Module) -> int:

@@ -41,9 +41,7 @@ class FinetuneModule(ClassifierModule):
     ) -> None:
         super().__init__(*args, **kwargs)
         if mode not in FINETUNE_MODES:
-            raise ConfigError(
-                f"unknown finetune mode '{mode}'; valid: {', '.join(FINETUNE_MODES)}"
-            )
+            raise ConfigError(f"unknown finetune mode '{mode}'; valid: {', '.join(FINETUNE_MODES)}")
         num_stages = len(self.backbone.stages())
         if mode == "partial" and not 0 <= freeze_stages <= num_stages:
             raise ConfigError(
@@ -56,7 +54,7 @@ class FinetuneModule(ClassifierModule):
             raise ConfigError("unfreeze_every must be >= 1 and lp_epochs >= 0")
         if not 0 <= reinit_stages <= num_stages:
             raise ConfigError(f"reinit_stages={reinit_stages} must be in 0..{num_stages}")
-        reinitialize_stages(self.backbone.stages()[num_stages - reinit_stages:])
+        reinitialize_stages(self.backbone.stages()[num_stages - reinit_stages :])
         self.mode = mode
         self.backbone_lr_ratio = backbone_lr_ratio
         self.freeze_stages = freeze_stages

@@ -27,8 +27,14 @@ STRATEGIES: dict[str, StrategySpec] = {
     "finetune": StrategySpec(
         FinetuneModule,
         uses_source=True,
-        own_keys=("mode", "backbone_lr_ratio", "freeze_stages", "lp_epochs", "unfreeze_every",
-                  "reinit_stages"),
+        own_keys=(
+            "mode",
+            "backbone_lr_ratio",
+            "freeze_stages",
+            "lp_epochs",
+            "unfreeze_every",
+            "reinit_stages",
+        ),
     ),
 }
 COMMON_KEYS = ("optimizer", "scheduler", "head_dropout", "label_smoothing")
@@ -41,9 +47,7 @@ def available_strategies() -> list[str]:
 def strategy_spec(name: str) -> StrategySpec:
     """The spec for ``name``; a ConfigError listing valid names otherwise."""
     if name not in STRATEGIES:
-        raise ConfigError(
-            f"unknown strategy '{name}'; valid: {', '.join(available_strategies())}"
-        )
+        raise ConfigError(f"unknown strategy '{name}'; valid: {', '.join(available_strategies())}")
     return STRATEGIES[name]
 
 
