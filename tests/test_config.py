@@ -89,8 +89,9 @@ def test_every_model_trains_with_fast_dev_run(make_cfg, tmp_path, model: str) ->
 
 
 def test_small_inputs_are_resized_for_backbones_that_need_more(make_cfg, tmp_path) -> None:
-    record = run_training(make_cfg("model=vgg16", "strategy=scratch", "debug=fast_dev_run"),
-                          tmp_path)
+    record = run_training(
+        make_cfg("model=vgg16", "strategy=scratch", "debug=fast_dev_run"), tmp_path
+    )
     assert record["config"]["model"]["min_input_size"] == 32
     assert record["test_details"]["class_names"] == ["5", "6", "7", "8", "9"]
 

@@ -192,13 +192,20 @@ class _FrozenCounts(L.Callback):
 def test_gradual_unfreezing_survives_resume(digits, tmp_path) -> None:
     def run(epochs: int, ckpt: str | None = None, folder: str = "a") -> _FrozenCounts:
         torch.manual_seed(0)
-        module = FinetuneModule(_backbone("resnet8"), digits.num_classes, mode="gradual",
-                                unfreeze_every=1)
+        module = FinetuneModule(
+            _backbone("resnet8"), digits.num_classes, mode="gradual", unfreeze_every=1
+        )
         counts = _FrozenCounts()
         saver = ModelCheckpoint(dirpath=tmp_path / folder, save_last=True)
-        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,
-                            callbacks=[counts, saver], enable_progress_bar=False,
-                            enable_model_summary=False, num_sanity_val_steps=0)
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator="cpu",
+            logger=False,
+            callbacks=[counts, saver],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
         trainer.fit(module, digits, ckpt_path=ckpt)
         return counts
 

@@ -9,8 +9,12 @@ import pytest
 from transferlab.pipeline import run_training
 
 SEEDS = (0, 1, 2)
-SETUP = ("data=fashion_mnist", "data.labels_per_class=5", "source.max_epochs=3",
-         "trainer.max_epochs=60")
+SETUP = (
+    "data=fashion_mnist",
+    "data.labels_per_class=5",
+    "source.max_epochs=3",
+    "trainer.max_epochs=60",
+)
 
 
 @pytest.mark.slow

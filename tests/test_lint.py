@@ -1,0 +1,21 @@
+"""The code stays ruff-clean (the project's lint settings are in pyproject.toml)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(
+    shutil.which("ruff") is None, reason="ruff is a dev extra: pip install -e .[dev]"
+)
+def test_ruff_check_is_clean() -> None:
+    proc = subprocess.run(
+        ["ruff", "check", "--quiet", "."], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
