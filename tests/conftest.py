@@ -27,7 +27,11 @@ def source_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def compose_config(
-    name: str, overrides: Sequence[str], out_dir: Path, cache_dir: Path
+    name: str,
+    overrides: Sequence[str],
+    out_dir: Path,
+    cache_dir: Path,
+    with_hydra: bool = False,
 ) -> DictConfig:
     """Compose ``conf/<name>.yaml`` as ``python <name>.py`` would, writing under ``out_dir``."""
     register_resolvers()
@@ -42,6 +46,7 @@ def compose_config(
                 "trainer.enable_progress_bar=false",
                 *overrides,
             ],
+            return_hydra_config=with_hydra,
         )
 
 
@@ -49,7 +54,9 @@ def compose_config(
 def make_cfg(tmp_path: Path, source_cache: Path) -> Callable[..., DictConfig]:
     """``make_cfg(*overrides, name='train')``: a composed config writing into tmp_path."""
 
-    def _make(*overrides: str, name: str = "train", out: Path | None = None) -> DictConfig:
-        return compose_config(name, overrides, out or tmp_path, source_cache)
+    def _make(
+        *overrides: str, name: str = "train", out: Path | None = None, with_hydra: bool = False
+    ) -> DictConfig:
+        return compose_config(name, overrides, out or tmp_path, source_cache, with_hydra)
 
     return _make

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 
 from transferlab.cli import check_group_choices
 from transferlab.config import available_options, run_id
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, TransferlabError
 from transferlab.pipeline import run_training
 
 GROUPS = [
@@ -69,13 +69,30 @@ def test_unknown_group_choice_is_one_line() -> None:
     check_group_choices(["model=resnet8", "strategy=finetune,scratch", "data.classes=[1,2]"])
 
 
+# experiments whose data or weights come from the internet: offline they must stop at the
+# network boundary with one clear line (CIFAR-10 download, ImageNet weights)
+NEEDS_NETWORK = {"cifar10_resnet18", "cifar10_resnet18_quick"}
+
+
 @pytest.mark.parametrize("experiment", available_options("experiment"))
 def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path, experiment: str) -> None:
     cfg = make_cfg(f"experiment={experiment}", "debug=fast_dev_run")
+    if experiment in NEEDS_NETWORK:
+        with pytest.raises(TransferlabError) as info:
+            run_training(cfg, tmp_path)
+        assert "\n" not in str(info.value) and "internet" in str(info.value)
+        assert not (tmp_path / "results.json").exists()
+        return
     record = run_training(cfg, tmp_path)
     assert record["status"] == "completed"
     assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
     assert (tmp_path / "results.json").is_file()
+
+
+def test_experiment_sweeps_are_defined_in_config(make_cfg) -> None:
+    params = make_cfg("experiment=fmnist_budgets", with_hydra=True).hydra.sweeper.params
+    assert params["data.labels_per_class"] == "1,5,20,100,null"
+    assert params["strategy"] == "finetune,scratch" and params["seed"] == "0,1,2"
 
 
 @pytest.mark.parametrize("model", available_options("model"))

@@ -214,3 +214,15 @@ def test_gradual_unfreezing_survives_resume(digits, tmp_path) -> None:
     resumed = run(5, ckpt=str(tmp_path / "b" / "last.ckpt"), folder="b").counts
     assert straight == {0: 4, 1: 3, 2: 2, 3: 1, 4: 0}
     assert resumed == {e: straight[e] for e in (2, 3, 4)}
+
+
+def test_transfer_stages_keeps_lower_stages_and_reinitialises_the_rest() -> None:
+    torch.manual_seed(0)
+    source = _backbone("resnet8")
+    before = [_snapshot(stage) for stage in source.stages()]
+    module = FinetuneModule(source, 5, transfer_stages=2)
+    for index, stage in enumerate(module.backbone.stages()):
+        changed = _changed(before[index], stage, prefix="")
+        assert (not changed) if index < 2 else changed, module.backbone.stage_names[index]
+    with pytest.raises(ConfigError, match="transfer_stages=7"):
+        FinetuneModule(_backbone("resnet8"), 5, transfer_stages=7)

@@ -10,7 +10,8 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict
 
 from transferlab.config import (
     CONFIG_GROUPS,
@@ -20,6 +21,8 @@ from transferlab.config import (
     register_resolvers,
 )
 from transferlab.errors import ConfigError, TransferlabError
+from transferlab.results import read_results, run_identity, write_results
+from transferlab.sweeps import checkpoint_run_hash, find_finished, resumable_checkpoint, run_hash
 
 log = logging.getLogger("transferlab")
 register_resolvers()
@@ -71,17 +74,68 @@ def _print_summary(record: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def _in_multirun() -> bool:
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _resume_or_skip(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
+    """With ``resume=true``: the finished record of this configuration (to skip it), or
+    ``None`` after pointing ``ckpt_path`` at the run's own ``last.ckpt`` if it was cut off."""
+    digest = run_hash(cfg)
+    search = Path(HydraConfig.get().sweep.dir) if _in_multirun() else output_dir
+    finished = find_finished(search, digest)
+    if finished is not None:
+        return read_results(finished)
+    last = resumable_checkpoint(output_dir)
+    if last is not None and cfg.get("ckpt_path") is None and checkpoint_run_hash(last) == digest:
+        log.info("resuming the interrupted run from %s", last)
+        with open_dict(cfg):
+            cfg.ckpt_path = str(last)
+    return None
+
+
+def _record_failure(cfg: DictConfig, output_dir: Path, err: BaseException) -> None:
+    """Write a ``failed`` results file so the sweep's report lists this run."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    record: dict[str, Any] = {"status": "failed", "task": cfg.get("task_name"),
+                              "error": f"{type(err).__name__}: {message}"[:500],
+                              "run_hash": run_hash(cfg), "metrics": {}}
+    from transferlab.pipeline import to_plain
+
+    try:
+        plain = to_plain(cfg)
+        record["identity"] = run_identity(plain, {"source": plain["source"].get("name")})
+        record["config"] = plain
+    except Exception:  # the record of a failure must not fail itself
+        pass
+    write_results(output_dir, record)
+
+
 def _guarded(task: Callable[[DictConfig, Path], dict[str, Any]]) -> Callable[[DictConfig], Any]:
     def run(cfg: DictConfig) -> float | None:
         output_dir = _output_dir()
         if cfg.get("print_config", True):
             print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+        if cfg.get("resume"):
+            done = _resume_or_skip(cfg, output_dir)
+            if done is not None:
+                print(f"skipped: this configuration already finished ({done.get('run_dir', '')})")
+                return done.get("metrics", {}).get("val/acc_best")
         try:
             record = task(cfg, output_dir)
         except TransferlabError as err:
             log.error("%s", err)
             print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
+            if not _in_multirun():
+                sys.exit(1)
+            _record_failure(cfg, output_dir, err)
+            return None
+        except Exception as err:
+            if not _in_multirun():
+                raise
+            log.exception("run failed; the sweep goes on")
+            _record_failure(cfg, output_dir, err)
+            return None
         _print_summary(record)
         print(f"results: {output_dir / 'results.json'}")
         # the value a Hydra sweeper optimises: a validation metric, never a test metric

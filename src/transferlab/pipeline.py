@@ -19,6 +19,7 @@ from transferlab.results import run_identity, write_results
 from transferlab.sources import backbone_kwargs, prepare_backbone
 from transferlab.sources.checkpoint import read_checkpoint
 from transferlab.strategies import ClassifierModule, build_strategy, strategy_spec
+from transferlab.sweeps import run_hash
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,12 @@ REPORTED_METRICS = ("test/acc", "test/acc_per_class_mean", "test/loss")
 
 
 def to_plain(cfg: Any) -> Any:
-    """A resolved plain-container copy of a DictConfig (anything else is returned as is)."""
+    """A resolved plain-container copy of a DictConfig without the ``hydra`` node (anything
+    else is returned as is)."""
     if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        plain.pop("hydra", None)
+        return plain
     return cfg
 
 
@@ -112,7 +116,6 @@ def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
     plain = to_plain(cfg)
-    plain.pop("hydra", None)
     kind = source_kind_for(plain)
     source_cfg = plain["source"] if kind != "none" else {"name": "none"}
     model_cfg = plain["model"]
@@ -122,7 +125,9 @@ def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     backbone, source_info = prepare_backbone(source_cfg, model_cfg, spec)
     if cfg.get("seed") is not None:  # the same head init and data order, cache warm or cold
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    run_config = {"cfg": plain, "input_spec": spec, "source_info": source_info}
+    digest = run_hash(cfg)
+    run_config = {"cfg": plain, "input_spec": spec, "source_info": source_info,
+                  "run_hash": digest}
     module = build_strategy(
         plain["strategy"],
         backbone,
@@ -142,6 +147,8 @@ def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     record = {
         "status": "completed",
         "task": "train",
+        "run_hash": digest,
+        "run_dir": str(output_dir),
         "identity": run_identity(plain, source_info),
         "metrics": metrics,
         "epochs_trained": int(trainer.current_epoch),

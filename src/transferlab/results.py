@@ -42,6 +42,7 @@ def run_identity(cfg: Mapping[str, Any], source_info: Mapping[str, Any]) -> dict
     identity = {
         "strategy": strategy["name"],
         "mode": strategy.get("mode"),
+        "transfer_stages": strategy.get("transfer_stages"),
         "model": model["name"] if model["name"] != "timm" else f"timm/{model.get('model_name')}",
         "source": source_info.get("source"),
         "source_key": source_info.get("source_key"),

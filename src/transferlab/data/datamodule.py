@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from transferlab.data.augment import BatchAugment
 from transferlab.data.batching import TensorBatchDataset, keep_batch
@@ -65,7 +65,9 @@ class ImageClassificationDataModule(L.LightningDataModule):
 
     Images are converted to float and normalised once in ``setup``; batches are sliced from
     memory. Augmentation (``augment``: hflip, crop_padding, noise_std) runs on the device in
-    ``on_after_batch_transfer``, only while the trainer is training.
+    ``on_after_batch_transfer``, only while the trainer is training. A labelled set smaller
+    than ``min_samples_per_epoch`` is drawn with replacement to that many samples per epoch,
+    so tiny label budgets get several optimizer steps per validation.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class ImageClassificationDataModule(L.LightningDataModule):
         download: bool = True,
         num_workers: int = 0,
         dataset_kwargs: Mapping[str, Any] | None = None,
+        min_samples_per_epoch: int | None = None,
     ) -> None:
         super().__init__()
         _positive_int("batch_size", batch_size)
@@ -96,6 +99,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
         _positive_int("image_size", image_size, allow_none=True)
         _positive_int("num_workers", num_workers, minimum=0)
         _positive_int("seed", seed, minimum=0)
+        _positive_int("min_samples_per_epoch", min_samples_per_epoch, allow_none=True)
+        self.min_samples_per_epoch = min_samples_per_epoch
         if channels not in (None, 1, 3):
             raise ConfigError(f"channels={channels!r} is invalid; use 1, 3 or null (as stored)")
         if normalize not in NORMALIZE_CHOICES:
@@ -244,11 +249,21 @@ class ImageClassificationDataModule(L.LightningDataModule):
 
     def _loader(self, data: TensorBatchDataset, batch_size: int, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        sampler = None
+        if shuffle and self.min_samples_per_epoch and len(data) < self.min_samples_per_epoch:
+            # a tiny labelled set: draw with replacement so an epoch has enough steps
+            sampler = RandomSampler(
+                data,
+                replacement=True,
+                num_samples=self.min_samples_per_epoch,
+                generator=generator,
+            )
         return DataLoader(
             data,
             batch_size=batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            shuffle=shuffle if sampler is None else None,
+            sampler=sampler,
+            generator=generator if sampler is None else None,
             collate_fn=keep_batch,
             num_workers=self.num_workers,
             drop_last=False,

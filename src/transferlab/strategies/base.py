@@ -150,10 +150,10 @@ class ClassifierModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.parameter_groups(), self.optimizer_cfg)
         total_steps = int(self.trainer.estimated_stepping_batches)
-        max_epochs = max(1, int(self.trainer.max_epochs or 1))
-        scheduler = build_scheduler(
-            optimizer, self.scheduler_cfg, total_steps, max(1, total_steps // max_epochs)
-        )
+        batches = self.trainer.num_training_batches
+        accumulate = max(1, int(self.trainer.accumulate_grad_batches))
+        steps_per_epoch = max(1, int(batches) // accumulate) if batches != float("inf") else 1
+        scheduler = build_scheduler(optimizer, self.scheduler_cfg, total_steps, steps_per_epoch)
         if scheduler is None:
             return optimizer
         return {

@@ -21,8 +21,8 @@ class FinetuneModule(ClassifierModule):
       - ``lp_ft``: linear probe for ``lp_epochs`` epochs, then full fine-tuning (Kumar et al. 2022);
       - ``gradual``: head only first, then one more stage unfrozen from the top every
         ``unfreeze_every`` epochs (Howard & Ruder 2018).
-    ``reinit_stages`` re-initialises the top stages of the pretrained backbone, so only the
-    lower ones transfer (Yosinski et al. 2014; Zhang et al. 2021).
+    ``transfer_stages`` keeps only that many lower stages of the pretrained backbone and
+    re-initialises the rest (layer transfer, Yosinski et al. 2014; null keeps all).
     The frozen set is a function of the epoch, so it survives a resume.
     """
 
@@ -36,7 +36,7 @@ class FinetuneModule(ClassifierModule):
         freeze_stages: int = 0,
         lp_epochs: int = 5,
         unfreeze_every: int = 1,
-        reinit_stages: int = 0,
+        transfer_stages: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -52,9 +52,14 @@ class FinetuneModule(ClassifierModule):
             raise ConfigError(f"backbone_lr_ratio must be >= 0, got {backbone_lr_ratio}")
         if unfreeze_every < 1 or lp_epochs < 0:
             raise ConfigError("unfreeze_every must be >= 1 and lp_epochs >= 0")
-        if not 0 <= reinit_stages <= num_stages:
-            raise ConfigError(f"reinit_stages={reinit_stages} must be in 0..{num_stages}")
-        reinitialize_stages(self.backbone.stages()[num_stages - reinit_stages :])
+        if transfer_stages is not None and not 0 <= transfer_stages <= num_stages:
+            raise ConfigError(
+                f"transfer_stages={transfer_stages} but {self.backbone.name} has {num_stages} "
+                f"stages; use 0..{num_stages} or null (all)"
+            )
+        kept = num_stages if transfer_stages is None else transfer_stages
+        reinitialize_stages(self.backbone.stages()[kept:])
+        self.transfer_stages = kept
         self.mode = mode
         self.backbone_lr_ratio = backbone_lr_ratio
         self.freeze_stages = freeze_stages

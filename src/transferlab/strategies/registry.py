@@ -33,7 +33,7 @@ STRATEGIES: dict[str, StrategySpec] = {
             "freeze_stages",
             "lp_epochs",
             "unfreeze_every",
-            "reinit_stages",
+            "transfer_stages",
         ),
     ),
 }

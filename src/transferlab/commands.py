@@ -1,0 +1,152 @@
+"""``transferlab <command>``: tools over finished runs (``report`` for now).
+
+A command is a name, a help line, a function adding its arguments and a function running it
+(returning the exit code); add one to :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from transferlab.errors import ConfigError, TransferlabError
+
+EXIT_USER_ERROR = 2
+
+
+def _split_keys(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise ConfigError(
+            f"--group-by expects comma-separated keys (e.g. strategy,mode), got '{text}'"
+        )
+    return keys
+
+
+def _parse_compare(text: str) -> tuple[str, str]:
+    a, sep, b = text.partition(":")
+    if not sep or not a.strip() or not b.strip() or ":" in b:
+        raise ConfigError(f"--compare expects A:B (e.g. finetune:scratch), got '{text}'")
+    return a.strip(), b.strip()
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    from transferlab.report.stats import DEFAULT_BUDGET_KEY, DEFAULT_GROUP_BY, DEFAULT_METRIC
+
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="DIR",
+        help="run or multirun directories (searched for results.json)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the report (default: <first DIR>/report)",
+    )
+    parser.add_argument(
+        "--group-by",
+        default=",".join(DEFAULT_GROUP_BY),
+        help="comma-separated keys from identity or config (dotted paths), default: %(default)s",
+    )
+    parser.add_argument("--metric", default=DEFAULT_METRIC, help="default: %(default)s")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        metavar="A:B",
+        help="paired difference A - B on the same seeds, A and B methods or "
+        "their prefixes (repeatable; default: finetune:scratch where both ran)",
+    )
+    parser.add_argument(
+        "--budget-key",
+        default=DEFAULT_BUDGET_KEY,
+        help="the group key giving the table's columns, default: %(default)s",
+    )
+    parser.add_argument(
+        "--layer-key",
+        default="transfer_stages",
+        help="k of the layer-transfer plot, default: %(default)s",
+    )
+    parser.add_argument(
+        "--variant-key",
+        default="strategy.mode",
+        help="lines of the layer-transfer plot, default: %(default)s",
+    )
+    parser.add_argument(
+        "--task",
+        choices=("train", "eval", "all"),
+        default=None,
+        help="which runs (default: train runs when train and eval mix)",
+    )
+
+
+def _default_out(first: Path) -> Path:
+    return (first.parent if first.is_file() else first) / "report"
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from transferlab.report import build_report
+    from transferlab.report.tables import paired_markdown, pivot_markdown
+
+    compare = [_parse_compare(c) for c in args.compare] if args.compare else None
+    out = args.out or _default_out(Path(args.paths[0]))
+    report = build_report(
+        args.paths,
+        out,
+        group_by=_split_keys(args.group_by),
+        metric=args.metric,
+        compare=compare,
+        budget_key=args.budget_key,
+        layer_key=args.layer_key,
+        variant_key=args.variant_key,
+        task=args.task,
+    )
+    print(pivot_markdown(report["groups"]))
+    if report["paired"]:
+        print()
+        print(paired_markdown(report["paired"], report["budget_key"] or "budget"))
+    for note in report["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    counts = report["counts"]
+    print(f"\n{counts['runs']} runs ({counts['failed']} failed); report: {out / 'report.md'}")
+    return 0
+
+
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+COMMANDS: dict[str, Command] = {
+    "report": (
+        "tables, paired comparisons and plots over finished runs",
+        _report_arguments,
+        _run_report,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``transferlab`` parser with one sub-parser per command."""
+    parser = argparse.ArgumentParser(prog="transferlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(command)
+        command.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``transferlab COMMAND ...``; user mistakes print one ``error:`` line and return 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        print(f"error: give a command: {', '.join(COMMANDS)} (see transferlab -h)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        return args.run(args)
+    except TransferlabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR

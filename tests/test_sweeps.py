@@ -1,0 +1,99 @@
+"""Sweeps: a failing job is recorded and the sweep goes on; an interrupted sweep resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from transferlab.sweeps import find_finished, run_hash
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _sweep_cmd(sweep_dir: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        str(REPO / "train.py"),
+        "-m",
+        "print_config=false",
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={sweep_dir}",
+        *args,
+    ]
+
+
+def _env(root: Path) -> dict[str, str]:
+    return {**os.environ, "TRANSFERLAB_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+
+
+def _records(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/results.json")}
+
+
+def test_run_hash_ignores_paths_and_run_options(make_cfg, tmp_path) -> None:
+    base = run_hash(make_cfg("seed=1", out=tmp_path / "a"))
+    assert base == run_hash(
+        make_cfg("seed=1", "resume=true", "print_config=false", out=tmp_path / "b")
+    )
+    assert base != run_hash(make_cfg("seed=2", out=tmp_path / "a"))
+    assert find_finished(tmp_path / "nothing-here", base) is None
+
+
+def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        _sweep_cmd(sweep, "data.labels_per_class=5,500", "debug=fast_dev_run"),
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = _records(sweep)
+    assert records["0"]["status"] == "completed"
+    assert records["1"]["status"] == "failed"
+    assert "labels_per_class=500" in records["1"]["error"]
+    assert records["1"]["identity"]["labels_per_class"] == 500
+
+
+def test_killed_sweep_resumes_only_the_missing_runs(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ("seed=0,1,2,3", "trainer.max_epochs=15")
+    first = subprocess.Popen(
+        _sweep_cmd(sweep, *args),
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 240
+    while len(_records(sweep)) < 2 and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    done_before = {k: v["run_hash"] for k, v in _records(sweep).items()}
+    assert 2 <= len(done_before) < 4, "the sweep should have been cut off half way"
+    stamps = {k: (sweep / k / "results.json").stat().st_mtime_ns for k in done_before}
+
+    second = subprocess.run(
+        _sweep_cmd(sweep, *args, "resume=true"),
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("skipped: this configuration already finished") == len(done_before)
+    records = _records(sweep)
+    assert sorted(records) == ["0", "1", "2", "3"]
+    assert all(r["status"] == "completed" and r["epochs_trained"] == 15 for r in records.values())
+    for key, stamp in stamps.items():  # finished runs were not run again
+        assert (sweep / key / "results.json").stat().st_mtime_ns == stamp
