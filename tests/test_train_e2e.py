@@ -60,6 +60,7 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path: Path, args, expected: s
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]
+    assert expected not in proc.stdout  # said once, not echoed by a logger
     assert "Traceback" not in proc.stderr
     assert not _results(tmp_path)
 
@@ -81,3 +82,40 @@ def test_resume_and_eval_reproduce_the_run(make_cfg, tmp_path: Path) -> None:
     for key in ("test/acc", "test/acc_per_class_mean", "test/loss"):
         assert evaluated["metrics"][key] == pytest.approx(resumed["metrics"][key], abs=1e-6)
     assert (tmp_path / "ev" / "results.json").is_file()
+
+
+def test_divergence_stops_with_one_clear_error(make_cfg, tmp_path: Path) -> None:
+    from transferlab.errors import DivergenceError
+
+    cfg = make_cfg("strategy=scratch", "strategy.optimizer.name=sgd",
+                   "strategy.optimizer.lr=1e12", "trainer.max_epochs=3")
+    with pytest.raises(DivergenceError, match="training diverged: the loss is (nan|inf)"):
+        run_training(cfg, tmp_path)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_deterministic_runs_give_identical_metrics(make_cfg, tmp_path: Path) -> None:
+    records = [
+        run_training(make_cfg("trainer.deterministic=true", "trainer.max_epochs=5",
+                              "data.augment.crop_padding=1", out=tmp_path / name),
+                     tmp_path / name)
+        for name in ("first", "second")
+    ]
+    for key in ("val/acc_best", "test/acc", "test/loss"):
+        assert records[0]["metrics"][key] == records[1]["metrics"][key]
+
+
+def test_export_writes_safetensors_usable_as_a_source(make_cfg, tmp_path: Path) -> None:
+    from transferlab.commands import main
+
+    record = run_training(make_cfg("trainer.max_epochs=2", out=tmp_path / "run"),
+                          tmp_path / "run")
+    out = tmp_path / "model.safetensors"
+    assert main(["export", record["metrics"]["best_checkpoint"], "--out", str(out)]) == 0
+    again = run_training(
+        make_cfg("source=checkpoint", f"source.path={out}", "trainer.max_epochs=1",
+                 out=tmp_path / "again"),
+        tmp_path / "again",
+    )
+    assert again["source_info"] == {"source": "checkpoint", "source_path": str(out)}
+    assert main(["export", str(tmp_path / "missing.ckpt")]) == 2

@@ -124,7 +124,6 @@ def _guarded(task: Callable[[DictConfig, Path], dict[str, Any]]) -> Callable[[Di
         try:
             record = task(cfg, output_dir)
         except TransferlabError as err:
-            log.error("%s", err)
             print(f"error: {err}", file=sys.stderr)
             if not _in_multirun():
                 sys.exit(1)

@@ -116,12 +116,34 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a training checkpoint (.ckpt) of any run")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the .safetensors file to write (default: next to the checkpoint)",
+    )
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from transferlab.export import export_safetensors
+
+    print(f"exported: {export_safetensors(args.checkpoint, args.out)}")
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {
     "report": (
         "tables, paired comparisons and plots over finished runs",
         _report_arguments,
         _run_report,
+    ),
+    "export": (
+        "write a checkpoint's weights as .safetensors (also usable as source=checkpoint)",
+        _export_arguments,
+        _run_export,
     ),
 }
 

@@ -21,3 +21,7 @@ class SourceError(TransferlabError):
 
 class CheckpointError(TransferlabError):
     """A checkpoint that is missing, unreadable, or built for another model."""
+
+
+class DivergenceError(TransferlabError):
+    """Training produced a NaN or infinite loss."""

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from transferlab.errors import DivergenceError
 from transferlab.models import Backbone, LinearHead
 from transferlab.strategies.freezing import keep_frozen_in_eval, set_frozen_stages
 from transferlab.strategies.optim import build_optimizer, build_scheduler
@@ -101,6 +102,15 @@ class ClassifierModule(L.LightningModule):
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None and not torch.isfinite(loss).all():
+            raise DivergenceError(
+                f"training diverged: the loss is {loss.item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step}; checkpoints saved before stay as they were; "
+                "lower the learning rate (strategy.optimizer.lr) or add warmup"
+            )
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
