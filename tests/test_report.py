@@ -369,3 +369,29 @@ def test_note_when_groups_mix_experiments(sweep: Path, tmp_path: Path) -> None:
     assert "groups mix runs that differ in strategy, mode" in " ".join(report["notes"])
     assert [g["method"] for g in report["groups"]] == ["small_cnn"] * 4
     assert report["paired"] == []  # no method is called finetune or scratch: a note, no error
+
+
+def test_layer_transfer_plot_splits_lines_by_several_variant_keys(tmp_path) -> None:
+    from transferlab.report import plots
+
+    runs = []
+    for source in ([0, 1], [2, 3]):
+        for k in (1, 2):
+            for seed in (0, 1):
+                runs.append(
+                    {
+                        "status": "completed",
+                        "identity": {"transfer_stages": k, "seed": seed},
+                        "metrics": {"test/acc": 0.5 + 0.1 * k},
+                        "config": {"strategy": {"mode": "partial"}, "source": {"classes": source}},
+                    }
+                )
+    path = plots.plot_layer_transfer(
+        runs,
+        tmp_path / "l.png",
+        "transfer_stages",
+        "strategy.mode,source.classes",
+        "test/acc",
+        budget_key="transfer_stages",
+    )
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

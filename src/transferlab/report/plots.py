@@ -87,14 +87,18 @@ def plot_layer_transfer(
     budget_key: str | None = "labels_per_class",
 ) -> Path | None:
     """The metric against the number of transferred stages ``k``, one line per variant (e.g.
-    frozen / fine-tuned; and per budget when runs span several). None when no run has ``k``."""
+    frozen / fine-tuned; ``variant_key`` may name several comma-separated keys; and per budget
+    when runs span several). None when no run has ``k``."""
     values: dict[tuple[str, Any], list[float]] = {}
+    variant_keys = [key.strip() for key in variant_key.split(",") if key.strip()]
+    if budget_key == k_key:
+        budget_key = None
     budgets = {hashable(get_key(r, budget_key)) for r in runs} if budget_key else set()
     for run in runs:
         k, value = get_key(run, k_key), metric_value(run, metric)
         if not is_completed(run) or value is None or not isinstance(k, int | float):
             continue
-        label = format_value(hashable(get_key(run, variant_key)))
+        label = ", ".join(format_value(hashable(get_key(run, key))) for key in variant_keys)
         if len(budgets) > 1:
             label += f", {budget_key}={format_value(hashable(get_key(run, budget_key)))}"
         values.setdefault((label, k), []).append(value)
