@@ -97,9 +97,13 @@ def _resume_or_skip(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
 def _record_failure(cfg: DictConfig, output_dir: Path, err: BaseException) -> None:
     """Write a ``failed`` results file so the sweep's report lists this run."""
     message = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    record: dict[str, Any] = {"status": "failed", "task": cfg.get("task_name"),
-                              "error": f"{type(err).__name__}: {message}"[:500],
-                              "run_hash": run_hash(cfg), "metrics": {}}
+    record: dict[str, Any] = {
+        "status": "failed",
+        "task": cfg.get("task_name"),
+        "error": f"{type(err).__name__}: {message}"[:500],
+        "run_hash": run_hash(cfg),
+        "metrics": {},
+    }
     from transferlab.pipeline import to_plain
 
     try:

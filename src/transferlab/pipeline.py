@@ -14,9 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from transferlab.data import ImageClassificationDataModule
 from transferlab.errors import CheckpointError, ConfigError
-from transferlab.models import build_backbone
 from transferlab.results import run_identity, write_results
-from transferlab.sources import backbone_kwargs, prepare_backbone
+from transferlab.sources import prepare_backbone
 from transferlab.sources.checkpoint import read_checkpoint
 from transferlab.strategies import ClassifierModule, build_strategy, strategy_spec
 from transferlab.sweeps import run_hash
@@ -126,8 +125,7 @@ def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     if cfg.get("seed") is not None:  # the same head init and data order, cache warm or cold
         L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     digest = run_hash(cfg)
-    run_config = {"cfg": plain, "input_spec": spec, "source_info": source_info,
-                  "run_hash": digest}
+    run_config = {"cfg": plain, "input_spec": spec, "source_info": source_info, "run_hash": digest}
     module = build_strategy(
         plain["strategy"],
         backbone,
@@ -186,14 +184,7 @@ def rebuild_module(
 ) -> ClassifierModule:
     """The trained strategy module of a checkpoint, rebuilt from its config and weights."""
     cfg, spec = run_config["cfg"], run_config["input_spec"]
-    model_cfg = cfg["model"]
-    backbone = build_backbone(
-        model_cfg["name"],
-        in_chans=spec["channels"],
-        input_size=spec["image_size"],
-        small_input=model_cfg.get("small_input"),
-        **backbone_kwargs(model_cfg),
-    )
+    backbone, _ = prepare_backbone({"name": "none"}, cfg["model"], spec)  # weights come next
     module = build_strategy(
         cfg["strategy"], backbone, num_classes, class_names=class_names, run_config=run_config
     )
