@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Mapping
@@ -109,8 +110,45 @@ def _metrics_from(results: list[Mapping[str, float]]) -> dict[str, float]:
     return merged
 
 
+def training_record(
+    plain: Mapping[str, Any],
+    output_dir: str | Path,
+    digest: str,
+    source_info: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    started: float,
+    epochs_trained: int,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The results record of a finished training run (every strategy writes this format)."""
+    return {
+        "status": "completed",
+        "task": "train",
+        "run_hash": digest,
+        "run_dir": str(output_dir),
+        "identity": run_identity(plain, source_info),
+        "metrics": dict(metrics),
+        "epochs_trained": int(epochs_trained),
+        "wall_time_s": round(time.time() - started, 2),
+        "source_info": dict(source_info),
+        "test_details": dict(details or {}),
+        "config": plain,
+    }
+
+
+def _custom_runner(cfg: DictConfig) -> Any:
+    spec = strategy_spec(str(cfg.strategy.name))
+    if spec.runner is None:
+        return None
+    module_name, func_name = spec.runner.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
 def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Train and test one configuration; write ``results.json`` in ``output_dir``."""
+    runner = _custom_runner(cfg)
+    if runner is not None:  # zero-shot, adaptation, ...: their own run function
+        return runner(cfg, output_dir)
     started = time.time()
     if cfg.get("seed") is not None:
         L.seed_everything(int(cfg.seed), workers=True)
@@ -142,19 +180,9 @@ def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         metrics.update(_metrics_from(trainer.test(module, datamodule, ckpt_path=best)))
         details = dict(module.test_details)
         metrics["best_checkpoint"] = best
-    record = {
-        "status": "completed",
-        "task": "train",
-        "run_hash": digest,
-        "run_dir": str(output_dir),
-        "identity": run_identity(plain, source_info),
-        "metrics": metrics,
-        "epochs_trained": int(trainer.current_epoch),
-        "wall_time_s": round(time.time() - started, 2),
-        "source_info": source_info,
-        "test_details": details,
-        "config": plain,
-    }
+    record = training_record(
+        plain, output_dir, digest, source_info, metrics, started, trainer.current_epoch, details
+    )
     path = write_results(output_dir, record)
     log.info("results written to %s", path)
     return record

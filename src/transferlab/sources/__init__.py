@@ -6,9 +6,11 @@ configured source into it, building (and caching) a pretraining source when need
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file
@@ -18,14 +20,40 @@ from transferlab.models import Backbone, build_backbone
 from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS
 from transferlab.sources.checkpoint import apply_backbone_state, load_backbone_state
 from transferlab.sources.imagenet import build_imagenet_backbone
-from transferlab.sources.pretrain import ensure_pretrain_source, pretrain_source_key
+from transferlab.sources.pretrain import pretrain_source_key
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("none", "imagenet", "checkpoint", "pretrain")
+# Sources built on demand and cached: kind -> "module:function" of their
+# ``ensure(source_cfg, model_cfg, input_spec, backbone_kwargs) -> (entry, built_now)``; the
+# entry holds ``backbone.safetensors`` and ``source.json`` (see sources/cache.py).
+CACHED_SOURCES: dict[str, str] = {
+    "pretrain": "transferlab.sources.pretrain:ensure_pretrain_source",
+}
+SOURCES = ("none", "imagenet", "checkpoint", *CACHED_SOURCES)
 MODEL_META_KEYS = ("name", "small_input", "min_input_size")
 
-__all__ = ["SOURCES", "backbone_kwargs", "prepare_backbone", "pretrain_source_key"]
+__all__ = [
+    "CACHED_SOURCES",
+    "SOURCES",
+    "backbone_kwargs",
+    "ensure_cached_source",
+    "prepare_backbone",
+    "pretrain_source_key",
+]
+
+
+def _ensure_function(kind: str) -> Callable[..., tuple[Path, bool]]:
+    module_name, func_name = CACHED_SOURCES[kind].split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def ensure_cached_source(
+    source_cfg: Mapping[str, Any], model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
+) -> tuple[Path, bool]:
+    """The cache entry of a built-on-demand source (built now if missing)."""
+    kind = str(source_cfg.get("name"))
+    return _ensure_function(kind)(source_cfg, model_cfg, input_spec, backbone_kwargs(model_cfg))
 
 
 def backbone_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,7 +88,7 @@ def prepare_backbone(
             raise ConfigError("source=checkpoint needs source.path=<file.ckpt|file.safetensors>")
         apply_backbone_state(backbone, load_backbone_state(path), origin=f"checkpoint {path}")
         return backbone, {"source": "checkpoint", "source_path": str(path)}
-    entry, built = ensure_pretrain_source(source_cfg, model_cfg, input_spec, kwargs)
+    entry, built = ensure_cached_source(source_cfg, model_cfg, input_spec)
     meta = json.loads((entry / ENTRY_META).read_text())
     state = load_file(str(entry / ENTRY_WEIGHTS))
     apply_backbone_state(backbone, state, origin=f"source cache entry {entry}")
@@ -71,7 +99,7 @@ def prepare_backbone(
         meta.get("source_test_acc", float("nan")),
     )
     return backbone, {
-        "source": "pretrain",
+        "source": kind,
         "source_key": meta.get("key"),
         "source_dir": str(entry),
         "source_built_now": built,

@@ -17,9 +17,13 @@ class StrategySpec:
     """How a strategy is built: its module class, whether it starts from a source,
     and which of its config keys are its own constructor arguments."""
 
-    module: type[ClassifierModule]
+    module: type[ClassifierModule] | None
     uses_source: bool
     own_keys: tuple[str, ...] = ()
+    # "module:function" of a run function ``(cfg: DictConfig, output_dir) -> results record``
+    # for strategies that are not a classifier trained by the default pipeline (zero-shot,
+    # adaptation, GAN-to-GAN transfer); None = the default pipeline (pipeline.run_training)
+    runner: str | None = None
 
 
 STRATEGIES: dict[str, StrategySpec] = {
@@ -60,6 +64,8 @@ def build_strategy(
 ) -> ClassifierModule:
     """Instantiate the strategy module described by the ``strategy`` config group."""
     spec = strategy_spec(str(cfg["name"]))
+    if spec.module is None:
+        raise ConfigError(f"strategy '{cfg['name']}' has its own runner, not a classifier module")
     kwargs = {k: cfg[k] for k in COMMON_KEYS + spec.own_keys if k in cfg and cfg[k] is not None}
     return spec.module(
         backbone, num_classes, class_names=class_names, run_config=run_config, **kwargs
