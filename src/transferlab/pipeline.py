@@ -43,7 +43,8 @@ def source_kind_for(cfg: Mapping[str, Any]) -> str:
     if spec.uses_source and kind == "none":
         raise ConfigError(
             f"strategy={cfg['strategy']['name']} needs pretrained weights but source=none; "
-            "use strategy=scratch for random initialisation, or source=pretrain|imagenet|checkpoint"
+            "use strategy=scratch for random initialisation, source=random for a frozen random-"
+            "encoder control, or source=pretrain|imagenet|checkpoint"
         )
     return kind
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 CACHED_SOURCES: dict[str, str] = {
     "pretrain": "transferlab.sources.pretrain:ensure_pretrain_source",
 }
-SOURCES = ("none", "imagenet", "checkpoint", *CACHED_SOURCES)
+SOURCES = ("none", "random", "imagenet", "checkpoint", *CACHED_SOURCES)
 MODEL_META_KEYS = ("name", "small_input", "min_input_size")
 
 __all__ = [
@@ -80,8 +80,8 @@ def prepare_backbone(
     backbone = build_backbone(
         name, in_chans=in_chans, input_size=size, small_input=small_input, **kwargs
     )
-    if kind == "none":
-        return backbone, {"source": "none"}
+    if kind in ("none", "random"):  # random: a randomly initialised control for a source
+        return backbone, {"source": kind}
     if kind == "checkpoint":
         path = source_cfg.get("path")
         if not path:
