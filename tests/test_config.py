@@ -20,6 +20,7 @@ GROUPS = [
     "callbacks",
     "debug",
     "experiment",
+    "hparams_search",
 ]
 ALL_OPTIONS = [(group, option) for group in GROUPS for option in available_options(group)]
 
@@ -64,7 +65,7 @@ def test_unknown_group_choice_is_one_line() -> None:
         check_group_choices(["model=resnet1000"])
     message = str(info.value)
     assert "\n" not in message and "resnet18" in message and "small_cnn" in message
-    with pytest.raises(ConfigError, match="valid: finetune, scratch"):
+    with pytest.raises(ConfigError, match=r"unknown strategy 'nope'; valid: .*finetune.*scratch"):
         check_group_choices(["-m", "strategy=finetune,nope"])
     check_group_choices(["model=resnet8", "strategy=finetune,scratch", "data.classes=[1,2]"])
 

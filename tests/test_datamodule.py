@@ -293,16 +293,26 @@ def test_worker_processes_give_the_same_batches():
 
 
 def test_tiny_labelled_sets_are_drawn_with_replacement_per_epoch() -> None:
-    dm = ImageClassificationDataModule(dataset="digits", classes=[5, 6, 7, 8, 9],
-                                       labels_per_class=2, val_per_class=5, batch_size=64,
-                                       min_samples_per_epoch=256)
+    dm = ImageClassificationDataModule(
+        dataset="digits",
+        classes=[5, 6, 7, 8, 9],
+        labels_per_class=2,
+        val_per_class=5,
+        batch_size=64,
+        min_samples_per_epoch=256,
+    )
     dm.setup("fit")
     batches = list(dm.train_dataloader())
     assert len(batches) == 4 and sum(len(labels) for _, labels in batches) == 256
     seen = torch.cat([labels for _, labels in batches])
     assert set(seen.tolist()) == set(range(5))
-    big = ImageClassificationDataModule(dataset="digits", classes=[5, 6, 7, 8, 9],
-                                        labels_per_class=50, val_per_class=5, batch_size=64,
-                                        min_samples_per_epoch=128)
+    big = ImageClassificationDataModule(
+        dataset="digits",
+        classes=[5, 6, 7, 8, 9],
+        labels_per_class=50,
+        val_per_class=5,
+        batch_size=64,
+        min_samples_per_epoch=128,
+    )
     big.setup("fit")
     assert sum(len(labels) for _, labels in big.train_dataloader()) == 250

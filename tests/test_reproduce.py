@@ -20,10 +20,22 @@ def _env(root: Path) -> dict[str, str]:
 def test_report_on_a_real_multirun_has_one_row_per_configuration(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "-m", "strategy=finetune,scratch",
-         "seed=0,1", "trainer.max_epochs=3", "print_config=false",
-         "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}"],
-        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            "strategy=finetune,scratch",
+            "seed=0,1",
+            "trainer.max_epochs=3",
+            "print_config=false",
+            "trainer.enable_progress_bar=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = build_report([sweep], tmp_path / "report")
@@ -37,7 +49,11 @@ def test_report_on_a_real_multirun_has_one_row_per_configuration(tmp_path: Path)
 def test_reproduce_fmnist_budgets_quick_runs_offline(tmp_path: Path) -> None:
     proc = subprocess.run(
         ["bash", str(REPO / "scripts" / "reproduce_fmnist_budgets.sh"), "--quick"],
-        env=_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "logs" / "reproduce" / "fmnist_budgets_quick" / "report"

@@ -151,7 +151,7 @@ def test_bad_names_are_config_errors() -> None:
         FinetuneModule(_backbone(), 5, mode="half")
     with pytest.raises(ConfigError, match="freeze_stages=9"):
         FinetuneModule(_backbone(), 5, mode="partial", freeze_stages=9)
-    with pytest.raises(ConfigError, match="valid: finetune, scratch"):
+    with pytest.raises(ConfigError, match=r"unknown strategy 'magic'; valid: .*finetune.*scratch"):
         build_strategy({"name": "magic"}, _backbone(), 5)
 
 

@@ -87,8 +87,12 @@ def test_resume_and_eval_reproduce_the_run(make_cfg, tmp_path: Path) -> None:
 def test_divergence_stops_with_one_clear_error(make_cfg, tmp_path: Path) -> None:
     from transferlab.errors import DivergenceError
 
-    cfg = make_cfg("strategy=scratch", "strategy.optimizer.name=sgd",
-                   "strategy.optimizer.lr=1e12", "trainer.max_epochs=3")
+    cfg = make_cfg(
+        "strategy=scratch",
+        "strategy.optimizer.name=sgd",
+        "strategy.optimizer.lr=1e12",
+        "trainer.max_epochs=3",
+    )
     with pytest.raises(DivergenceError, match="training diverged: the loss is (nan|inf)"):
         run_training(cfg, tmp_path)
     assert not (tmp_path / "results.json").exists()
@@ -96,9 +100,15 @@ def test_divergence_stops_with_one_clear_error(make_cfg, tmp_path: Path) -> None
 
 def test_deterministic_runs_give_identical_metrics(make_cfg, tmp_path: Path) -> None:
     records = [
-        run_training(make_cfg("trainer.deterministic=true", "trainer.max_epochs=5",
-                              "data.augment.crop_padding=1", out=tmp_path / name),
-                     tmp_path / name)
+        run_training(
+            make_cfg(
+                "trainer.deterministic=true",
+                "trainer.max_epochs=5",
+                "data.augment.crop_padding=1",
+                out=tmp_path / name,
+            ),
+            tmp_path / name,
+        )
         for name in ("first", "second")
     ]
     for key in ("val/acc_best", "test/acc", "test/loss"):
@@ -108,13 +118,16 @@ def test_deterministic_runs_give_identical_metrics(make_cfg, tmp_path: Path) -> 
 def test_export_writes_safetensors_usable_as_a_source(make_cfg, tmp_path: Path) -> None:
     from transferlab.commands import main
 
-    record = run_training(make_cfg("trainer.max_epochs=2", out=tmp_path / "run"),
-                          tmp_path / "run")
+    record = run_training(make_cfg("trainer.max_epochs=2", out=tmp_path / "run"), tmp_path / "run")
     out = tmp_path / "model.safetensors"
     assert main(["export", record["metrics"]["best_checkpoint"], "--out", str(out)]) == 0
     again = run_training(
-        make_cfg("source=checkpoint", f"source.path={out}", "trainer.max_epochs=1",
-                 out=tmp_path / "again"),
+        make_cfg(
+            "source=checkpoint",
+            f"source.path={out}",
+            "trainer.max_epochs=1",
+            out=tmp_path / "again",
+        ),
         tmp_path / "again",
     )
     assert again["source_info"] == {"source": "checkpoint", "source_path": str(out)}

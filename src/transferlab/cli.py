@@ -19,7 +19,9 @@ from transferlab.config import (
     config_dir,
     print_config_tree,
     register_resolvers,
+    share_run_id,
 )
+from transferlab.distributed import is_global_zero, rank_child_overrides
 from transferlab.errors import ConfigError, TransferlabError
 from transferlab.results import read_results, run_identity, write_results
 from transferlab.sweeps import checkpoint_run_hash, find_finished, resumable_checkpoint, run_hash
@@ -47,6 +49,16 @@ def check_group_choices(overrides: Sequence[str]) -> None:
         for choice in value.split(","):  # multirun sweeps: strategy=finetune,scratch
             if choice not in options:
                 raise ConfigError(f"unknown {key} '{choice}'; valid: {', '.join(options)}")
+
+
+def check_run_options(cfg: DictConfig) -> None:
+    """Top-level options every run has: a clear error for a wrong type."""
+    seed = cfg.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed={seed!r} is invalid; use an integer (0 is a seed) or null")
+    for key in ("test", "resume", "print_config"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ConfigError(f"{key}={cfg.get(key)!r} is invalid; use true or false")
 
 
 def _output_dir() -> Path:
@@ -118,7 +130,7 @@ def _record_failure(cfg: DictConfig, output_dir: Path, err: BaseException) -> No
 def _guarded(task: Callable[[DictConfig, Path], dict[str, Any]]) -> Callable[[DictConfig], Any]:
     def run(cfg: DictConfig) -> float | None:
         output_dir = _output_dir()
-        if cfg.get("print_config", True):
+        if cfg.get("print_config", True) and is_global_zero():
             print_config_tree(cfg, save_to=output_dir / "config_tree.log")
         if cfg.get("resume"):
             done = _resume_or_skip(cfg, output_dir)
@@ -126,7 +138,10 @@ def _guarded(task: Callable[[DictConfig, Path], dict[str, Any]]) -> Callable[[Di
                 print(f"skipped: this configuration already finished ({done.get('run_dir', '')})")
                 return done.get("metrics", {}).get("val/acc_best")
         try:
+            check_run_options(cfg)
             record = task(cfg, output_dir)
+            if not is_global_zero():  # a DDP rank > 0: rank 0 reports and writes results
+                return None
         except TransferlabError as err:
             print(f"error: {err}", file=sys.stderr)
             if not _in_multirun():
@@ -153,6 +168,8 @@ def _main(config_name: str, task: Callable[[DictConfig, Path], dict[str, Any]]) 
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    share_run_id()  # the processes this command starts (workers, DDP ranks) use its run dir
+    sys.argv += rank_child_overrides()
     app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
         _guarded(task)
     )

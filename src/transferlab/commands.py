@@ -133,6 +133,18 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from transferlab.bench.cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from transferlab.bench.cli import run
+
+    return run(args)
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {
     "report": (
@@ -144,6 +156,12 @@ COMMANDS: dict[str, Command] = {
         "write a checkpoint's weights as .safetensors (also usable as source=checkpoint)",
         _export_arguments,
         _run_export,
+    ),
+    "bench": (
+        "training/inference throughput of our stack against a plain PyTorch loop, bf16, "
+        "time to accuracy (JSON + Markdown)",
+        _bench_arguments,
+        _run_bench,
     ),
 }
 

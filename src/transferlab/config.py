@@ -22,17 +22,29 @@ CONFIG_GROUPS = (
     "hydra",
     "experiment",
     "debug",
+    "hparams_search",
 )
 
 _RUN_ID = time.strftime("%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{secrets.token_hex(2)}"
+# set by the CLI before Hydra starts, inherited by the processes it launches (joblib workers,
+# Lightning's DDP ranks), so they all resolve the same run/sweep directory
+RUN_ID_ENV = "TRANSFERLAB_RUN_ID"
 
 
 def run_id() -> str:
-    """This process's run id: date, time, process id and a random suffix.
+    """This run's id: date, time, process id and a random suffix (``$TRANSFERLAB_RUN_ID`` when
+    a parent process set it, so the workers of one command share one directory).
 
     Two runs started in the same second differ in pid (and suffix), so never share a directory.
     """
-    return _RUN_ID
+    return os.environ.get(RUN_ID_ENV) or _RUN_ID
+
+
+def share_run_id() -> str:
+    """Publish this process's run id to the processes it starts (see :data:`RUN_ID_ENV`)."""
+    if not os.environ.get(RUN_ID_ENV):
+        os.environ[RUN_ID_ENV] = _RUN_ID
+    return os.environ[RUN_ID_ENV]
 
 
 def register_resolvers() -> None:

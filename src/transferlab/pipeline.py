@@ -11,14 +11,25 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from transferlab.callbacks import RNGStateCheckpoint
 from transferlab.data import ImageClassificationDataModule
+from transferlab.distributed import (
+    best_score_from_checkpoint,
+    is_distributed,
+    launch_overrides,
+    leave_process_group,
+    single_device_overrides,
+)
 from transferlab.errors import CheckpointError, ConfigError
+from transferlab.perf import apply_perf
 from transferlab.results import run_identity, write_results
 from transferlab.sources import prepare_backbone
-from transferlab.sources.checkpoint import read_checkpoint
+from transferlab.sources.checkpoint import read_checkpoint, state_mismatch
 from transferlab.strategies import ClassifierModule, build_strategy, strategy_spec
+from transferlab.strategies.registry import check_strategy_config
 from transferlab.sweeps import run_hash
 
 log = logging.getLogger(__name__)
@@ -45,6 +56,13 @@ def source_kind_for(cfg: Mapping[str, Any]) -> str:
             f"strategy={cfg['strategy']['name']} needs pretrained weights but source=none; "
             "use strategy=scratch for random initialisation, source=random for a frozen random-"
             "encoder control, or source=pretrain|imagenet|checkpoint"
+        )
+    if spec.required_source and kind not in (spec.required_source, "random"):
+        name = cfg["strategy"]["name"]
+        raise ConfigError(
+            f"strategy={name} transfers from source={spec.required_source}, but source={kind}; "
+            f"drop the source override, use source=random for the random-trunk control, or "
+            f"strategy=finetune source={kind}"
         )
     return kind
 
@@ -90,11 +108,25 @@ def _instantiate_list(group: Mapping[str, Any] | None) -> list[Any]:
     ]
 
 
-def build_trainer(cfg: DictConfig, with_callbacks: bool = True) -> L.Trainer:
-    """The Lightning Trainer from ``cfg.trainer`` with the configured callbacks and loggers."""
+def build_trainer(cfg: DictConfig, with_callbacks: bool = True, **overrides: Any) -> L.Trainer:
+    """The Lightning Trainer from ``cfg.trainer`` with the configured callbacks and loggers
+    (``overrides`` replace trainer arguments)."""
+    if "strategy" not in overrides:  # multirun: a DDP launch that does not re-run the sweep
+        overrides = {**launch_overrides(cfg.trainer), **overrides}
     callbacks = _instantiate_list(cfg.get("callbacks")) if with_callbacks else []
+    if with_callbacks:  # resumed runs continue the same random streams
+        callbacks.append(RNGStateCheckpoint())
     loggers = _instantiate_list(cfg.get("logger")) if with_callbacks else []
-    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    try:
+        return hydra.utils.instantiate(
+            cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides
+        )
+    except (InstantiationException, ValueError, TypeError) as err:
+        cause = err.__cause__ or err
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigError(
+            f"invalid trainer settings: {first[:300]} (see Lightning's Trainer arguments)"
+        ) from None
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -155,6 +187,8 @@ def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         L.seed_everything(int(cfg.seed), workers=True)
     plain = to_plain(cfg)
     kind = source_kind_for(plain)
+    check_strategy_config(plain["strategy"])
+    trainer = build_trainer(cfg)  # bad trainer settings fail before a source is built
     source_cfg = plain["source"] if kind != "none" else {"name": "none"}
     model_cfg = plain["model"]
     datamodule, spec = make_datamodule(
@@ -172,13 +206,22 @@ def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         class_names=datamodule.class_names,
         run_config=run_config,
     )
-    trainer = build_trainer(cfg)
+    apply_perf(plain.get("perf"), module)
     trainer.fit(module, datamodule, ckpt_path=plain.get("ckpt_path"))
     metrics = {"val/acc_best": _best_score(trainer)}
+    if is_distributed(trainer):
+        leave_process_group()
+    if not trainer.is_global_zero:  # DDP ranks > 0 only train; rank 0 tests and writes
+        return {}
     details: dict[str, Any] = {}
     if plain.get("test", True):
         best = _best_checkpoint(trainer)
-        metrics.update(_metrics_from(trainer.test(module, datamodule, ckpt_path=best)))
+        tester = (  # after a distributed fit: test once, on one device, the whole test set
+            build_trainer(cfg, with_callbacks=False, **single_device_overrides())
+            if is_distributed(trainer)
+            else trainer
+        )
+        metrics.update(_metrics_from(tester.test(module, datamodule, ckpt_path=best)))
         details = dict(module.test_details)
         metrics["best_checkpoint"] = best
     record = training_record(
@@ -192,6 +235,8 @@ def run_training(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
 def _best_score(trainer: L.Trainer) -> float | None:
     callback = trainer.checkpoint_callback
     score = getattr(callback, "best_model_score", None) if callback else None
+    if score is None and is_distributed(trainer):  # ddp_spawn brings back the path only
+        return best_score_from_checkpoint(_best_checkpoint(trainer))
     return float(score) if score is not None else None
 
 
@@ -217,11 +262,13 @@ def rebuild_module(
     module = build_strategy(
         cfg["strategy"], backbone, num_classes, class_names=class_names, run_config=run_config
     )
-    try:
-        module.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise CheckpointError(f"checkpoint does not fit its own config: {first[:200]}") from None
+    problems = state_mismatch(module.state_dict(), payload["state_dict"])
+    if problems:
+        raise CheckpointError(
+            f"the checkpoint does not fit this set-up ({num_classes} classes, "
+            f"{cfg['model']['name']}): {'; '.join(problems)}"
+        )
+    module.load_state_dict(payload["state_dict"])
     return module
 
 
@@ -238,7 +285,8 @@ def run_evaluation(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     if spec["channels"] != run_config["input_spec"]["channels"]:
         raise ConfigError("the evaluation data has another channel count than the checkpoint")
     module = rebuild_module(payload, run_config, datamodule.num_classes, datamodule.class_names)
-    trainer = build_trainer(cfg, with_callbacks=False)
+    # evaluation runs once, on one device (a DDP trainer config is not re-launched here)
+    trainer = build_trainer(cfg, with_callbacks=False, **single_device_overrides())
     metrics = _metrics_from(trainer.test(module, datamodule))
     record = {
         "status": "completed",

@@ -42,6 +42,7 @@ def run_identity(cfg: Mapping[str, Any], source_info: Mapping[str, Any]) -> dict
     identity = {
         "strategy": strategy["name"],
         "mode": strategy.get("mode"),
+        "method": strategy.get("method"),
         "transfer_stages": strategy.get("transfer_stages"),
         "model": model["name"] if model["name"] != "timm" else f"timm/{model.get('model_name')}",
         "source": source_info.get("source"),
@@ -53,6 +54,8 @@ def run_identity(cfg: Mapping[str, Any], source_info: Mapping[str, Any]) -> dict
         "seed": cfg.get("seed"),
         "tags": list(cfg.get("tags") or []),
     }
+    if source_info.get("shift") is not None:  # the target domain's shift
+        identity["shift"] = source_info["shift"]
     return identity
 
 

@@ -15,6 +15,7 @@ from transferlab.data.augment import BatchAugment
 from transferlab.data.batching import TensorBatchDataset, keep_batch
 from transferlab.data.datasets import ImageData, dataset_options, load_dataset
 from transferlab.data.preprocess import imagenet_stats, normalize_, pool_stats, to_float
+from transferlab.data.shift import parse_shift
 from transferlab.data.splits import SplitIndices, make_splits, remap_labels, resolve_classes
 from transferlab.errors import ConfigError
 
@@ -92,6 +93,7 @@ class ImageClassificationDataModule(L.LightningDataModule):
         num_workers: int = 0,
         dataset_kwargs: Mapping[str, Any] | None = None,
         min_samples_per_epoch: int | None = None,
+        shift: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         _positive_int("batch_size", batch_size)
@@ -101,6 +103,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
         _positive_int("seed", seed, minimum=0)
         _positive_int("min_samples_per_epoch", min_samples_per_epoch, allow_none=True)
         self.min_samples_per_epoch = min_samples_per_epoch
+        # an offline domain shift (data/shift.py) applied before normalisation; off by default
+        self.shift = parse_shift(shift)
         if channels not in (None, 1, 3):
             raise ConfigError(f"channels={channels!r} is invalid; use 1, 3 or null (as stored)")
         if normalize not in NORMALIZE_CHOICES:
@@ -163,8 +167,12 @@ class ImageClassificationDataModule(L.LightningDataModule):
                 mean, std = (values, std) if name == "mean" else (mean, values)
         return mean, std
 
-    def _tensors(self, images: torch.Tensor, labels: torch.Tensor) -> TensorBatchDataset:
+    def _tensors(
+        self, images: torch.Tensor, labels: torch.Tensor, stream: int = 0
+    ) -> TensorBatchDataset:
         x = to_float(images, self.image_size, self.channels)
+        if self.shift is not None:  # normalised with the clean pool's statistics below
+            x = self.shift.apply(x, stream)
         if self.normalize is not None or self.mean_override or self.std_override:
             normalize_(x, self._mean, self._std)
         return TensorBatchDataset(x, remap_labels(labels, self._split.classes))
@@ -190,10 +198,10 @@ class ImageClassificationDataModule(L.LightningDataModule):
             data.train_images[self._split.train], data.train_labels[self._split.train]
         )
         self.val_set = self._tensors(
-            data.train_images[self._split.val], data.train_labels[self._split.val]
+            data.train_images[self._split.val], data.train_labels[self._split.val], stream=1
         )
         self.test_set = self._tensors(
-            data.test_images[self._split.test], data.test_labels[self._split.test]
+            data.test_images[self._split.test], data.test_labels[self._split.test], stream=2
         )
         self._data = None  # the uint8 pool is no longer needed
         self._ready = True
@@ -247,8 +255,26 @@ class ImageClassificationDataModule(L.LightningDataModule):
 
     # ---- loaders ------------------------------------------------------------------------
 
+    def state_dict(self) -> dict[str, Any]:
+        """The shuffling generator's state, saved in checkpoints so a resumed run draws the
+        same batches as an uninterrupted one."""
+        generator = getattr(self, "_train_generator", None)
+        return {"train_generator": generator.get_state()} if generator is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored_generator_state = state_dict.get("train_generator")
+
+    def _train_generator_for_loader(self) -> torch.Generator:
+        generator = torch.Generator().manual_seed(self.seed)
+        restored = getattr(self, "_restored_generator_state", None)
+        if restored is not None:
+            generator.set_state(restored)
+            self._restored_generator_state = None
+        self._train_generator = generator
+        return generator
+
     def _loader(self, data: TensorBatchDataset, batch_size: int, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        generator = self._train_generator_for_loader() if shuffle else None
         sampler = None
         if shuffle and self.min_samples_per_epoch and len(data) < self.min_samples_per_epoch:
             # a tiny labelled set: draw with replacement so an epoch has enough steps

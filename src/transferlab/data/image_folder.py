@@ -64,6 +64,20 @@ def _to_array(image: Image.Image, gray: bool, size: int | None) -> np.ndarray:
     return array[None] if gray else array.transpose(2, 0, 1)
 
 
+def _all_gray(images: list[Image.Image], paths: list[Path], base: Path) -> bool:
+    """True if every image is grayscale; a mix of grayscale and colour files is an error
+    (which to convert to is the user's choice)."""
+    is_gray = [i.mode in GRAY_MODES for i in images]
+    if all(is_gray) or not any(is_gray):
+        return all(is_gray)
+    example = paths[is_gray.index(True)]
+    raise DataError(
+        f"images in {base} mix grayscale ({sum(is_gray)}, e.g. {example.name}) and colour "
+        f"({len(is_gray) - sum(is_gray)}) files; set data.dataset_kwargs.grayscale=true to "
+        "convert all to 1 channel or false to convert all to RGB"
+    )
+
+
 def _check_options(image_size: object, grayscale: object, test_fraction: object) -> None:
     if image_size is not None and (
         isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
@@ -100,7 +114,7 @@ def load_image_folder(
         paths += files
         labels += [label] * len(files)
     images = [_open(p) for p in paths]
-    gray = grayscale if grayscale is not None else all(i.mode in GRAY_MODES for i in images)
+    gray = grayscale if grayscale is not None else _all_gray(images, paths, base)
     if image_size is None:
         sizes = {i.size for i in images}
         if len(sizes) > 1:

@@ -26,9 +26,10 @@ DEFAULT_BUDGET_KEY = "labels_per_class"
 
 
 def lower_is_better(metric: str) -> bool:
-    """Losses, errors and times are better low; everything else (accuracies) high."""
+    """Losses, errors, times and image-quality distances (FID, KID) are better low; everything
+    else (accuracies) high."""
     name = metric.lower()
-    return any(word in name for word in ("loss", "error", "time", "nll"))
+    return any(word in name for word in ("loss", "error", "time", "nll", "fid", "kid"))
 
 
 def summarize(values: Sequence[float]) -> dict[str, float | int | None]:

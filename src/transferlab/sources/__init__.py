@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # entry holds ``backbone.safetensors`` and ``source.json`` (see sources/cache.py).
 CACHED_SOURCES: dict[str, str] = {
     "pretrain": "transferlab.sources.pretrain:ensure_pretrain_source",
+    "autoencoder": "transferlab.sources.autoencoder:ensure_autoencoder_source",
+    "gan": "transferlab.sources.gan:ensure_gan_source",
 }
 SOURCES = ("none", "random", "imagenet", "checkpoint", *CACHED_SOURCES)
 MODEL_META_KEYS = ("name", "small_input", "min_input_size")
@@ -84,7 +86,7 @@ def prepare_backbone(
         return backbone, {"source": kind}
     if kind == "checkpoint":
         path = source_cfg.get("path")
-        if not path:
+        if not path or path == "???":  # "???": Hydra's marker for a value not given
             raise ConfigError("source=checkpoint needs source.path=<file.ckpt|file.safetensors>")
         apply_backbone_state(backbone, load_backbone_state(path), origin=f"checkpoint {path}")
         return backbone, {"source": "checkpoint", "source_path": str(path)}

@@ -61,9 +61,9 @@ def load_backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
     return _extract_backbone(state)
 
 
-def apply_backbone_state(backbone: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
-    """Load ``state`` into ``backbone``; list mismatched keys and shapes if it does not fit."""
-    own = backbone.state_dict()
+def state_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps ``state`` from loading into a module whose state is ``own``: shape
+    mismatches, missing and unexpected keys (a few of each); empty when it fits."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [
@@ -71,14 +71,20 @@ def apply_backbone_state(backbone: nn.Module, state: dict[str, torch.Tensor], or
         for k in sorted(set(own) & set(state))
         if state[k].shape != own[k].shape
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            parts.append(f"shape mismatch: {', '.join(shapes[:4])}")
-        if missing:
-            parts.append(f"missing keys: {', '.join(missing[:4])}")
-        if unexpected:
-            parts.append(f"unexpected keys: {', '.join(unexpected[:4])}")
+    parts = []
+    if shapes:
+        parts.append(f"shape mismatch: {', '.join(shapes[:4])}")
+    if missing:
+        parts.append(f"missing keys: {', '.join(missing[:4])}")
+    if unexpected:
+        parts.append(f"unexpected keys: {', '.join(unexpected[:4])}")
+    return parts
+
+
+def apply_backbone_state(backbone: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Load ``state`` into ``backbone``; list mismatched keys and shapes if it does not fit."""
+    parts = state_mismatch(backbone.state_dict(), state)
+    if parts:
         raise CheckpointError(
             f"{origin} was built for another architecture or input than "
             f"{getattr(backbone, 'name', 'this backbone')}: {'; '.join(parts)}"

@@ -99,7 +99,7 @@ class ClassifierModule(L.LightningModule):
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         self.train_acc(logits, labels)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
@@ -116,7 +116,7 @@ class ClassifierModule(L.LightningModule):
         images, labels = batch
         logits = self(images)
         self.val_acc(logits, labels)
-        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True)
+        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
     def on_test_epoch_start(self) -> None:
@@ -128,7 +128,7 @@ class ClassifierModule(L.LightningModule):
         self.test_acc(logits, labels)
         self.test_acc_balanced(logits, labels)
         self.test_confusion.update(logits, labels)
-        self.log("test/loss", F.cross_entropy(logits, labels), on_epoch=True)
+        self.log("test/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
         self.log("test/acc_per_class_mean", self.test_acc_balanced, on_epoch=True)
 

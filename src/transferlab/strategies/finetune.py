@@ -40,18 +40,18 @@ class FinetuneModule(ClassifierModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if mode not in FINETUNE_MODES:
-            raise ConfigError(f"unknown finetune mode '{mode}'; valid: {', '.join(FINETUNE_MODES)}")
+        self.check_options(
+            mode=mode,
+            backbone_lr_ratio=backbone_lr_ratio,
+            lp_epochs=lp_epochs,
+            unfreeze_every=unfreeze_every,
+        )
         num_stages = len(self.backbone.stages())
         if mode == "partial" and not 0 <= freeze_stages <= num_stages:
             raise ConfigError(
                 f"freeze_stages={freeze_stages} but {self.backbone.name} has {num_stages} "
                 f"stages ({', '.join(self.backbone.stage_names)}); use 0..{num_stages}"
             )
-        if backbone_lr_ratio < 0:
-            raise ConfigError(f"backbone_lr_ratio must be >= 0, got {backbone_lr_ratio}")
-        if unfreeze_every < 1 or lp_epochs < 0:
-            raise ConfigError("unfreeze_every must be >= 1 and lp_epochs >= 0")
         if transfer_stages is not None and not 0 <= transfer_stages <= num_stages:
             raise ConfigError(
                 f"transfer_stages={transfer_stages} but {self.backbone.name} has {num_stages} "
@@ -65,6 +65,25 @@ class FinetuneModule(ClassifierModule):
         self.freeze_stages = freeze_stages
         self.lp_epochs = lp_epochs
         self.unfreeze_every = unfreeze_every
+
+    @classmethod
+    def check_options(
+        cls,
+        mode: str = "full",
+        backbone_lr_ratio: float = 0.1,
+        lp_epochs: int = 5,
+        unfreeze_every: int = 1,
+        **_: Any,
+    ) -> None:
+        """Refuse invalid option values (called before any source is built)."""
+        if mode not in FINETUNE_MODES:
+            raise ConfigError(f"unknown finetune mode '{mode}'; valid: {', '.join(FINETUNE_MODES)}")
+        if not isinstance(backbone_lr_ratio, (int, float)) or backbone_lr_ratio < 0:
+            raise ConfigError(f"backbone_lr_ratio must be a number >= 0, got {backbone_lr_ratio!r}")
+        if not isinstance(unfreeze_every, int) or unfreeze_every < 1:
+            raise ConfigError(f"unfreeze_every must be an integer >= 1, got {unfreeze_every!r}")
+        if not isinstance(lp_epochs, int) or lp_epochs < 0:
+            raise ConfigError(f"lp_epochs must be an integer >= 0, got {lp_epochs!r}")
 
     def frozen_stages_at(self, epoch: int) -> int:
         num_stages = len(self.backbone.stages())

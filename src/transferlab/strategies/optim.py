@@ -15,6 +15,21 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 SCHEDULERS = ("none", "cosine", "onecycle", "step")
 
 
+def check_optim_config(
+    optimizer: Mapping[str, Any] | None, scheduler: Mapping[str, Any] | None
+) -> None:
+    """Refuse unknown optimizer/scheduler names and a non-positive learning rate up front."""
+    name = str((optimizer or {}).get("name", "adamw")).lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{name}'; valid: {', '.join(OPTIMIZERS)}")
+    lr = (optimizer or {}).get("lr", 1e-3)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ConfigError(f"optimizer.lr={lr!r} is invalid; use a number > 0")
+    sched_name = str((scheduler or {}).get("name", "none")).lower()
+    if sched_name not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler '{sched_name}'; valid: {', '.join(SCHEDULERS)}")
+
+
 def build_optimizer(param_groups: Iterable[dict], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """Make the optimizer named by ``cfg['name']`` over ``param_groups``.
 

@@ -8,8 +8,11 @@ from typing import Any
 
 from transferlab.errors import ConfigError
 from transferlab.models import Backbone
+from transferlab.strategies.autoencoder import AutoencoderTransferModule
 from transferlab.strategies.base import ClassifierModule
 from transferlab.strategies.finetune import FinetuneModule, ScratchModule
+from transferlab.strategies.gan_transfer import GanFeatureModule
+from transferlab.strategies.optim import check_optim_config
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class StrategySpec:
     # for strategies that are not a classifier trained by the default pipeline (zero-shot,
     # adaptation, GAN-to-GAN transfer); None = the default pipeline (pipeline.run_training)
     runner: str | None = None
+    # the one source kind this strategy transfers from (None: any source)
+    required_source: str | None = None
 
 
 STRATEGIES: dict[str, StrategySpec] = {
@@ -41,6 +46,31 @@ STRATEGIES: dict[str, StrategySpec] = {
         ),
     ),
 }
+# fine-tuning of an autoencoder source's encoder, writing a reconstruction grid per run
+STRATEGIES["autoencoder"] = StrategySpec(
+    AutoencoderTransferModule,
+    uses_source=True,
+    own_keys=STRATEGIES["finetune"].own_keys,
+    required_source="autoencoder",
+)
+# unsupervised domain adaptation (no target labels): its own runner trains the source model
+STRATEGIES["adapt"] = StrategySpec(
+    None, uses_source=False, runner="transferlab.adapt.runner:run_adapt"
+)
+# a classifier on a GAN discriminator's (multi-layer) features; GAN-to-GAN transfer has its runner
+STRATEGIES["gan"] = StrategySpec(
+    GanFeatureModule,
+    uses_source=True,
+    own_keys=(*STRATEGIES["finetune"].own_keys, "features", "pool_size"),
+    required_source="gan",
+)
+STRATEGIES["transfer_gan"] = StrategySpec(
+    None, uses_source=False, runner="transferlab.strategies.gan_transfer:run_transfer_gan"
+)
+# zero-shot recognition from class semantics (eszsl, sae, bilinear, fclswgan, clip): its runner
+STRATEGIES["zeroshot"] = StrategySpec(
+    None, uses_source=True, runner="transferlab.zeroshot.runner:run_zeroshot"
+)
 COMMON_KEYS = ("optimizer", "scheduler", "head_dropout", "label_smoothing")
 
 
@@ -53,6 +83,17 @@ def strategy_spec(name: str) -> StrategySpec:
     if name not in STRATEGIES:
         raise ConfigError(f"unknown strategy '{name}'; valid: {', '.join(available_strategies())}")
     return STRATEGIES[name]
+
+
+def check_strategy_config(cfg: Mapping[str, Any]) -> None:
+    """Fail fast, before any source is built, on options the strategy would refuse."""
+    spec = strategy_spec(str(cfg["name"]))
+    if spec.module is None:
+        return
+    check_optim_config(cfg.get("optimizer"), cfg.get("scheduler"))
+    checker = getattr(spec.module, "check_options", None)
+    if checker is not None:
+        checker(**{k: cfg[k] for k in spec.own_keys if k in cfg and cfg[k] is not None})
 
 
 def build_strategy(

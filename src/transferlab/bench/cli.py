@@ -1,0 +1,61 @@
+"""``transferlab bench``: arguments and entry (imports the heavy parts only when run)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from transferlab.bench.settings import PRESETS
+
+
+def _models(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``bench`` command's options."""
+    parser.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="quick",
+        help="tiny: CI smoke run on digits (seconds, numbers meaningless); quick: ratios and "
+        "bf16 in a few minutes; full: everything incl. time to accuracy (~15 min quiet)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("benchmark"), help="output folder (default: %(default)s)"
+    )
+    parser.add_argument("--models", type=_models, default=None, help="comma-separated models")
+    parser.add_argument("--repeats", type=int, default=None, help="alternating repeats")
+    parser.add_argument("--batch-size", type=int, default=None, help="training batch size")
+    parser.add_argument("--train-steps", type=int, default=None, help="timed steps per run")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="where the benchmark's runs write (default: a temporary folder, removed after)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; print the Markdown table and where the outputs went."""
+    from transferlab.bench.report import to_markdown, write_outputs
+    from transferlab.bench.run import run_benchmark
+    from transferlab.bench.settings import preset
+
+    settings = preset(
+        args.preset,
+        models=args.models,
+        repeats=args.repeats,
+        batch_size=args.batch_size,
+        train_steps=args.train_steps,
+    )
+    if args.work_dir is not None:
+        result = run_benchmark(settings, args.work_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="transferlab-bench-") as work:
+            result = run_benchmark(settings, work)
+    json_path, md_path = write_outputs(result, args.out)
+    print(to_markdown(result))
+    print(f"written: {json_path} {md_path}")
+    return 0

@@ -1,0 +1,100 @@
+"""The benchmark's outputs: ``benchmark.json`` and a Markdown table ``benchmark.md``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def throughput_markdown(rows: list[dict[str, Any]]) -> str:
+    """One line per model and precision (and perf variant): training throughput of plain loop
+    and stack, their ratio, the speed-up of bf16-mixed (or of the variant) over the float32
+    stack, inference throughput, fixed fit overhead and peak memory."""
+    lines = [
+        "| model | precision | plain loop (img/s) | our stack (img/s) | stack / plain | "
+        "stack / plain by CPU time | "
+        "speed-up | inference plain / stack (img/s) | fit overhead (s) | "
+        "peak RSS +MB plain / stack |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        infer = row.get("inference", {})
+        variant = f" + {row['variant']}" if row.get("variant") else ""
+        speedup = row.get("bf16_speedup", row.get("speedup_vs_default"))
+        lines.append(
+            f"| {row['model']}{variant} | {row['precision']} | "
+            f"{_num(row.get('plain_images_per_s'))} | "
+            f"{_num(row['stack_images_per_s'])} | {_num(row.get('ratio'), 3)} | "
+            f"{_num(row.get('ratio_cpu'), 3)} | "
+            f"{_num(speedup, 2)} | "
+            f"{_num(infer.get('plain_images_per_s'))} / {_num(infer.get('stack_images_per_s'))} | "
+            f"{_num(row['stack_fit_overhead_s'], 2)} | "
+            f"{_num(row.get('plain_peak_rss_delta_mb'))} / {_num(row['stack_peak_rss_delta_mb'])} |"
+        )
+    return "\n".join(lines)
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The whole benchmark as Markdown."""
+    machine, settings = result["machine"], result["settings"]
+    parts = [
+        "# transferlab benchmark",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} "
+        f"({machine['torch_threads']} threads), Lightning {machine['lightning']}, "
+        f"load average at start {_num(machine.get('load_average_1m'), 2)}, {machine['date_utc']}.",
+        f"Fashion-MNIST 28x28, batch {settings['batch_size']}, {settings['repeats']} alternating "
+        f"repeats, medians; warm-up {settings['warmup_steps']} steps.",
+        "",
+        "## Training throughput (scratch training, default augmentation)",
+        "",
+        throughput_markdown(result["throughput"]),
+        "",
+        f"Data path alone (loader + augmentation, 1 thread): "
+        f"{_num(result['data_path']['images_per_s'])} images/s.",
+    ]
+    tta = result.get("time_to_accuracy")
+    if tta:
+        reached = ", ".join(f"{k}: {_num(v, 1)} s" for k, v in tta["reached_s"].items())
+        parts += [
+            "",
+            "## Time to accuracy",
+            "",
+            f"`{' '.join(tta['overrides'])}`: training time to test accuracy {reached} "
+            f"(evaluations off the clock); final test acc {_num(tta['test_acc'], 4)}, "
+            f"whole run {_num(tta['run_wall_time_s'], 1)} s.",
+        ]
+    bf16 = result.get("bf16_accuracy")
+    if bf16:
+        parts += [
+            "",
+            "## bf16-mixed against float32 (same recipe and seed)",
+            "",
+            f"{bf16['model']}, {bf16['epochs']} epochs: test acc float32 "
+            f"{_num(bf16['fp32_test_acc'], 4)}, bf16-mixed {_num(bf16['bf16_test_acc'], 4)} "
+            f"({_num(bf16['acc_difference_points'], 2)} points); training time "
+            f"{_num(bf16['fp32_train_s'], 1)} s against {_num(bf16['bf16_train_s'], 1)} s.",
+        ]
+    parts += [
+        "",
+        f"Peak RSS of the benchmark process: {_num(result['peak_rss_mb'])} MB; "
+        f"benchmark wall time {_num(result['benchmark_wall_s'], 0)} s.",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_outputs(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``benchmark.json`` and ``benchmark.md`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "benchmark.json", out / "benchmark.md"
+    json_path.write_text(json.dumps(result, indent=2))
+    md_path.write_text(to_markdown(result))
+    return json_path, md_path

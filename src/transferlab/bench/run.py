@@ -1,0 +1,304 @@
+"""The benchmark: throughput of our stack against a plain loop, inference, memory, data path,
+float32 against bf16-mixed, and time to accuracy of the fastest recipe."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from transferlab.bench.accuracy import callback_overrides
+from transferlab.bench.reference import plain_infer, plain_train
+from transferlab.bench.settings import BenchSettings
+from transferlab.bench.stack import (
+    Workload,
+    compose_train_config,
+    stack_infer,
+    stack_train,
+    workload_overrides,
+)
+from transferlab.bench.timing import PeakRSS, max_rss_bytes, median
+
+Progress = Callable[[str], None]
+FP32, BF16 = "32-true", "bf16-mixed"
+
+
+def _stderr(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if "model name" in line]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "platform": platform.platform(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def _workload(model: str, settings: BenchSettings) -> list[str]:
+    return workload_overrides(
+        model,
+        settings.batch_size,
+        settings.eval_batch_size,
+        settings.labels_per_class,
+        settings.dataset,
+    )
+
+
+def _measure_plain(work: Workload, settings: BenchSettings, precision: str, steps: int) -> dict:
+    module = work.fresh_module()
+    dm = work.datamodule
+    with PeakRSS() as memory:
+        result = plain_train(
+            torch.nn.Sequential(module.backbone, module.head),
+            module.parameter_groups(),
+            module.optimizer_cfg,
+            module.scheduler_cfg,
+            dm.train_set.images,
+            dm.train_set.labels,
+            settings.batch_size,
+            settings.warmup_steps,
+            steps,
+            dm.num_classes,
+            augment=dm.augment,
+            precision=precision,
+            epoch_steps=settings.warmup_steps + steps,
+        )
+    return {**result, "peak_rss_delta_mb": memory.delta_mb}
+
+
+def _measure_stack(work: Workload, settings: BenchSettings, precision: str, steps: int) -> dict:
+    with PeakRSS() as memory:
+        result, _, _ = stack_train(work, precision, settings.warmup_steps, steps)
+    return {**result, "peak_rss_delta_mb": memory.delta_mb}
+
+
+def _inference(work: Workload, settings: BenchSettings, precision: str) -> dict[str, float]:
+    module = work.fresh_module()
+    test = work.datamodule.test_set
+    batches = min(settings.infer_batches, max(1, len(test) // settings.eval_batch_size - 1))
+    plain = plain_infer(
+        torch.nn.Sequential(module.backbone, module.head),
+        test.images,
+        test.labels,
+        settings.eval_batch_size,
+        1,
+        batches,
+        work.datamodule.num_classes,
+        precision,
+    )
+    stack = stack_infer(work, module, precision, 1, batches)
+    return {
+        "plain_images_per_s": plain["images_per_s"],
+        "stack_images_per_s": stack["images_per_s"],
+    }
+
+
+def _summary(model: str, precision: str, runs: dict[str, list[dict]]) -> dict[str, Any]:
+    plain, stack = runs.get("plain", []), runs["stack"]
+    row: dict[str, Any] = {
+        "model": model,
+        "precision": precision,
+        "stack_images_per_s": median([r["images_per_s"] for r in stack]),
+        "stack_runs": [r["images_per_s"] for r in stack],
+        "stack_cpu_ms_per_image": median([r["cpu_ms_per_image"] for r in stack]),
+        "stack_fit_overhead_s": median([r["overhead_s"] for r in stack]),
+        "stack_peak_rss_delta_mb": max(r["peak_rss_delta_mb"] for r in stack),
+    }
+    if plain:
+        ratios = [s["images_per_s"] / p["images_per_s"] for p, s in zip(plain, stack)]
+        cpu = [p["cpu_ms_per_image"] / s["cpu_ms_per_image"] for p, s in zip(plain, stack)]
+        row.update(
+            ratio_cpu=median(cpu),
+            plain_cpu_ms_per_image=median([r["cpu_ms_per_image"] for r in plain]),
+            plain_images_per_s=median([r["images_per_s"] for r in plain]),
+            plain_runs=[r["images_per_s"] for r in plain],
+            plain_peak_rss_delta_mb=max(r["peak_rss_delta_mb"] for r in plain),
+            ratio=median(ratios),
+            ratio_runs=ratios,
+        )
+    return row
+
+
+def throughput(
+    model: str, settings: BenchSettings, work_dir: Path, progress: Progress = _stderr
+) -> list[dict[str, Any]]:
+    """Alternating repeats of plain loop and stack (float32, bf16-mixed for the models in
+    ``settings.bf16_models``, and the ``perf_variants``); medians, ratios, inference and peak
+    memory per precision."""
+    overrides = _workload(model, settings)
+    work = Workload(compose_train_config(overrides, work_dir / model))
+    works = {"": work}
+    for name, extra in settings.perf_variants.items():
+        cfg = compose_train_config([*overrides, *extra], work_dir / f"{model}-{name}")
+        works[name] = Workload(cfg, share_data_of=work)
+    precisions = [FP32] + ([BF16] if model in settings.bf16_models else [])
+    variants = [(kind, p, "") for p in precisions for kind in ("plain", "stack")]
+    variants += [("stack", FP32, name) for name in settings.perf_variants]
+    runs: dict[tuple[str, str, str], list[dict]] = {v: [] for v in variants}
+    steps = settings.steps_for(model)
+    for repeat in range(settings.repeats):
+        shift = repeat % len(variants)  # alternate the order between repeats
+        for kind, precision, name in variants[shift:] + variants[:shift]:
+            measure = _measure_plain if kind == "plain" else _measure_stack
+            result = measure(works[name], settings, precision, steps)
+            runs[(kind, precision, name)].append(result)
+            progress(
+                f"{model}{'+' + name if name else ''} {precision} {kind} repeat "
+                f"{repeat + 1}/{settings.repeats}: {result['images_per_s']:.0f} images/s"
+            )
+    rows = []
+    for precision in precisions:
+        row = _summary(
+            model, precision, {kind: runs[(kind, precision, "")] for kind in ("plain", "stack")}
+        )
+        row["inference"] = _inference(work, settings, precision)
+        progress(
+            f"{model} {precision}: stack/plain {row['ratio']:.3f}, inference "
+            f"{row['inference']['stack_images_per_s']:.0f} images/s"
+        )
+        rows.append(row)
+    if len(rows) == 2:
+        rows[1]["bf16_speedup"] = rows[1]["stack_images_per_s"] / rows[0]["stack_images_per_s"]
+    for name in settings.perf_variants:
+        row = _summary(model, FP32, {"stack": runs[("stack", FP32, name)]})
+        row["variant"] = name
+        row["speedup_vs_default"] = row["stack_images_per_s"] / rows[0]["stack_images_per_s"]
+        rows.append(row)
+    return rows
+
+
+def data_path(settings: BenchSettings, work_dir: Path) -> dict[str, Any]:
+    """Images/s of the training data path alone (loader + default augmentation) on one thread."""
+    overrides = _workload("small_cnn", settings)
+    work = Workload(compose_train_config(overrides, work_dir / "data_path"))
+    dm = work.datamodule
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        images, start = 0, time.perf_counter()
+        while images < settings.data_path_batches * settings.batch_size:
+            for x, _ in dm.train_dataloader():
+                x = dm.augment(x) if dm.augment is not None else x
+                images += len(x)
+                if images >= settings.data_path_batches * settings.batch_size:
+                    break
+        seconds = time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "images_per_s": images / seconds,
+        "images": images,
+        "threads": 1,
+        "augment": repr(dm.augment),
+    }
+
+
+def recipe_run(
+    overrides: list[str], work_dir: Path, targets: tuple[float, ...], every: int
+) -> dict[str, Any]:
+    """One ``run_training`` of a recipe with :class:`TimeToAccuracy` attached."""
+    from transferlab.pipeline import run_training
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    out = work_dir / "time_to_accuracy.json"
+    cfg = compose_train_config(
+        [*overrides, "print_config=false", *callback_overrides(targets, every, out)], work_dir
+    )
+    record = run_training(cfg, work_dir)
+    tta = json.loads(out.read_text())
+    return {
+        "overrides": overrides,
+        "test_acc": record["metrics"].get("test/acc"),
+        "run_wall_time_s": record["wall_time_s"],
+        "epochs": record["epochs_trained"],
+        **tta,
+    }
+
+
+def time_to_accuracy(settings: BenchSettings, work_dir: Path, progress: Progress) -> dict:
+    """Training time of the fastest built-in recipe to each accuracy target."""
+    overrides = [f"experiment={settings.accuracy_recipe}"]
+    overrides.append(f"trainer.max_epochs={settings.accuracy_epochs}")
+    overrides += list(settings.recipe_overrides)
+    result = recipe_run(
+        overrides,
+        work_dir / "time_to_accuracy",
+        settings.accuracy_targets,
+        settings.accuracy_eval_every,
+    )
+    progress(f"time to accuracy: reached {result['reached_s']}, test acc {result['test_acc']}")
+    return result
+
+
+def bf16_accuracy(settings: BenchSettings, work_dir: Path, progress: Progress) -> dict:
+    """The same recipe and seed in float32 and bf16-mixed: test accuracy and wall time."""
+    results = {}
+    for trainer in ("cpu", "cpu_bf16"):
+        overrides = [
+            f"experiment={settings.accuracy_recipe}",
+            f"model={settings.bf16_accuracy_model}",
+            f"trainer={trainer}",
+            f"trainer.max_epochs={settings.bf16_accuracy_epochs}",
+        ]
+        overrides += list(settings.recipe_overrides)
+        results[trainer] = recipe_run(
+            overrides, work_dir / f"bf16_accuracy_{trainer}", settings.accuracy_targets, 10**9
+        )
+        progress(f"{trainer}: test acc {results[trainer]['test_acc']}")
+    fp32, bf16 = results["cpu"], results["cpu_bf16"]
+    return {
+        "model": settings.bf16_accuracy_model,
+        "epochs": settings.bf16_accuracy_epochs,
+        "fp32_test_acc": fp32["test_acc"],
+        "bf16_test_acc": bf16["test_acc"],
+        "acc_difference_points": 100 * (bf16["test_acc"] - fp32["test_acc"]),
+        "fp32_train_s": fp32["train_s"],
+        "bf16_train_s": bf16["train_s"],
+    }
+
+
+def run_benchmark(
+    settings: BenchSettings, work_dir: str | Path, progress: Progress = _stderr
+) -> dict[str, Any]:
+    """Every measurement of ``settings``; the result is what :func:`write_outputs` saves."""
+    work = Path(work_dir)
+    started = time.time()
+    result: dict[str, Any] = {"machine": machine_info(), "settings": settings.to_dict()}
+    progress(f"data path ({settings.data_path_batches} batches, 1 thread)")
+    result["data_path"] = data_path(settings, work)
+    result["throughput"] = []
+    for model in settings.models:
+        progress(f"throughput: {model}")
+        result["throughput"].extend(throughput(model, settings, work / "throughput", progress))
+    if settings.accuracy_epochs > 0:
+        progress(f"time to accuracy: {settings.accuracy_recipe}, {settings.accuracy_epochs} ep")
+        result["time_to_accuracy"] = time_to_accuracy(settings, work, progress)
+    if settings.bf16_accuracy_epochs > 0:
+        progress(f"bf16 accuracy: {settings.bf16_accuracy_model}")
+        result["bf16_accuracy"] = bf16_accuracy(settings, work, progress)
+    result["peak_rss_mb"] = max_rss_bytes() / 2**20
+    result["benchmark_wall_s"] = time.time() - started
+    return result

@@ -1,0 +1,99 @@
+"""Benchmark settings and their presets (``tiny`` for CI, ``quick``, ``full``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from transferlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What the benchmark measures and how long.
+
+    Throughput: ``warmup_steps`` untimed then ``train_steps`` timed optimizer steps per
+    measurement, ``repeats`` alternating rounds (plain loop, our stack, our stack in bf16).
+    ``accuracy_epochs`` > 0 runs the time-to-accuracy recipe; ``bf16_accuracy_epochs`` > 0
+    trains ``bf16_accuracy_model`` with the same recipe in float32 and bf16-mixed.
+    """
+
+    models: tuple[str, ...] = ("small_cnn", "resnet8", "resnet18")
+    batch_size: int = 256
+    warmup_steps: int = 2
+    train_steps: int = 20
+    repeats: int = 3
+    eval_batch_size: int = 512
+    infer_batches: int = 10
+    data_path_batches: int = 100
+    bf16_models: tuple[str, ...] = ("resnet8", "resnet18")
+    # per-model overrides of train_steps (resnet18 is ~40x slower than small_cnn per image)
+    steps_override: dict[str, int] = field(default_factory=dict)
+    # extra stack measurements (float32): name -> config overrides, e.g. channels_last
+    perf_variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    accuracy_recipe: str = "fmnist_fast"
+    accuracy_targets: tuple[float, ...] = (0.90, 0.92)
+    accuracy_epochs: int = 0
+    accuracy_eval_every: int = 50
+    bf16_accuracy_model: str = "resnet8"
+    bf16_accuracy_epochs: int = 0
+    labels_per_class: int | None = None  # null: the whole training pool
+    dataset: str = "fashion_mnist"
+    # extra overrides of the accuracy runs (the tiny preset shrinks them to digits)
+    recipe_overrides: tuple[str, ...] = ()
+
+    def steps_for(self, model: str) -> int:
+        """Timed training steps for ``model``."""
+        return int(self.steps_override.get(model, self.train_steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PRESETS: dict[str, BenchSettings] = {
+    # CI: every code path in seconds, on the embedded digits; the numbers mean nothing
+    "tiny": BenchSettings(
+        models=("small_cnn",),
+        dataset="digits",
+        recipe_overrides=("data.dataset=digits", "data.val_per_class=10"),
+        batch_size=32,
+        warmup_steps=1,
+        train_steps=2,
+        repeats=1,
+        eval_batch_size=64,
+        infer_batches=2,
+        data_path_batches=5,
+        bf16_models=("small_cnn",),
+        perf_variants={"channels_last": ("perf.channels_last=true",)},
+        accuracy_epochs=1,
+        accuracy_eval_every=2,
+        bf16_accuracy_model="small_cnn",
+        bf16_accuracy_epochs=1,
+    ),
+    # a few minutes: ratios and bf16, no accuracy runs
+    "quick": BenchSettings(
+        train_steps=8,
+        repeats=3,
+        infer_batches=4,
+        steps_override={"resnet18": 2},
+        perf_variants={"channels_last": ("perf.channels_last=true",)},
+    ),
+    # the table in docs/benchmarks.md (about 15 minutes on a quiet 2-core machine)
+    "full": BenchSettings(
+        train_steps=30,
+        repeats=3,
+        steps_override={"resnet8": 12, "resnet18": 3},
+        perf_variants={"channels_last": ("perf.channels_last=true",)},
+        infer_batches=6,
+        accuracy_epochs=3,  # the fmnist_fast recipe as shipped
+        accuracy_eval_every=50,
+        bf16_accuracy_epochs=1,
+    ),
+}
+
+
+def preset(name: str, **changes: Any) -> BenchSettings:
+    """The preset ``name`` with ``changes`` applied (``None`` values are ignored)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown benchmark preset '{name}'; valid: {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **{k: v for k, v in changes.items() if v is not None})

@@ -1,0 +1,194 @@
+"""A GAN trained on a source data set or class subset (images only), built on demand and cached.
+
+The cache entry holds the discriminator trunk as ``backbone.safetensors`` (the transferred
+backbone), ``generator.safetensors`` and ``discriminator_head.safetensors`` (for GAN-to-GAN
+transfer), ``samples.png`` from fixed noise, and the feature FID/KID at initialisation and after
+training in ``source.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from safetensors.torch import load_file, save_file
+
+from transferlab.data import ImageClassificationDataModule
+from transferlab.metrics import build_feature_extractor, image_quality
+from transferlab.models.generators import DCGANGenerator, Discriminator, check_generator_fits
+from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS, config_hash, get_or_build
+from transferlab.sources.pretrain import DATA_KEYS, pretrain_identity
+from transferlab.strategies.gan import (
+    build_gan_networks,
+    gan_module_from_cfg,
+    recalibrate_batchnorm,
+)
+
+log = logging.getLogger(__name__)
+
+GENERATOR_WEIGHTS = "generator.safetensors"
+HEAD_WEIGHTS = "discriminator_head.safetensors"
+SAMPLES = "samples.png"
+# options that change how the GAN is evaluated, not what is built
+NON_IDENTITY = ("fid",)
+
+
+def gan_source_key(
+    source_cfg: Mapping[str, Any], model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
+) -> str:
+    """The cache key of a GAN source: a hash of the config that builds it."""
+    identity = pretrain_identity(source_cfg, model_cfg, input_spec)
+    identity["source"] = {k: v for k, v in identity["source"].items() if k not in NON_IDENTITY}
+    return config_hash({"kind": "gan", **identity})
+
+
+def gan_datamodule(
+    cfg: Mapping[str, Any], input_spec: Mapping[str, Any], seed: int
+) -> ImageClassificationDataModule:
+    """The images a GAN trains on (labels are ignored), preprocessed like the target's."""
+    data_kwargs = {k: cfg[k] for k in DATA_KEYS if k in cfg and k != "augment"}
+    datamodule = ImageClassificationDataModule(
+        **data_kwargs,
+        image_size=input_spec["image_size"],
+        channels=input_spec["channels"],
+        normalize=input_spec["normalize"],
+        seed=seed,
+    )
+    datamodule.setup("fit")
+    return datamodule
+
+
+def gan_trainer(cfg: Mapping[str, Any], **kwargs: Any) -> L.Trainer:
+    """A quiet Trainer for building a GAN source or an extractor (no logger, no validation)."""
+    return L.Trainer(
+        accelerator=cfg.get("accelerator", "cpu"),
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        **kwargs,
+    )
+
+
+def real_images(datamodule: ImageClassificationDataModule, n: int, seed: int) -> torch.Tensor:
+    """Up to ``n`` test-split images (a seeded random subset): the real side of FID/KID."""
+    images = datamodule.test_set.images
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    return images[order[:n]]
+
+
+def _train_gan_source(
+    weights_path: Path,
+    entry: Path,
+    source_cfg: Mapping[str, Any],
+    model_cfg: Mapping[str, Any],
+    input_spec: Mapping[str, Any],
+) -> dict[str, Any]:
+    started = time.time()
+    seed = int(source_cfg.get("seed", 0))
+    L.seed_everything(seed, workers=True, verbose=False)
+    datamodule = gan_datamodule(source_cfg, input_spec, seed)
+    shape = datamodule.input_shape
+    generator, discriminator = build_gan_networks(
+        model_cfg, source_cfg, shape, datamodule.mean, datamodule.std
+    )
+    module = gan_module_from_cfg(source_cfg, generator, discriminator)
+    fid_cfg = dict(source_cfg.get("fid") or {})
+    extractor, extractor_info = build_feature_extractor(
+        fid_cfg,
+        source_cfg,
+        input_spec,
+        str(source_cfg["cache_dir"]),
+        generator.to_unit,
+        str(source_cfg.get("accelerator", "cpu")),
+    )
+    n = int(fid_cfg.get("num_samples", 2000))
+    real = real_images(datamodule, n, seed)
+    at_init = image_quality(extractor, real, module.sample(len(real), seed=seed))
+    trainer = gan_trainer(
+        source_cfg,
+        max_epochs=int(source_cfg.get("max_epochs", 5)),
+        limit_train_batches=source_cfg.get("limit_train_batches") or 1.0,
+    )
+    trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
+    module.cpu()
+    trained = image_quality(extractor, real, module.sample(len(real), seed=seed))
+    recalibrate_batchnorm(discriminator.trunk, datamodule.train_set.images)
+    save_file(_state(discriminator.trunk), str(weights_path))
+    save_file(_state(discriminator.head), str(entry / HEAD_WEIGHTS))
+    save_file(_state(generator), str(entry / GENERATOR_WEIGHTS))
+    module.save_samples(entry / SAMPLES)
+    log.info("GAN source: feature FID %.2f at init, %.2f trained", at_init["fid"], trained["fid"])
+    return {
+        "kind": "gan",
+        "model": model_cfg["name"],
+        "dataset": source_cfg.get("dataset"),
+        "classes_seen": datamodule.split.classes,
+        "labels_used": False,
+        "image_shape": list(shape),
+        "gan": {k: source_cfg.get(k) for k in ("loss", "latent_dim", "generator_width")},
+        "mean": datamodule.mean,
+        "std": datamodule.std,
+        "train_images": len(datamodule.train_set),
+        "steps": int(trainer.global_step),
+        "epochs": int(trainer.current_epoch),
+        "fid_init": at_init["fid"],
+        "kid_mean_init": at_init["kid_mean"],
+        "fid_trained": trained["fid"],
+        "kid_mean_trained": trained["kid_mean"],
+        "fid_num_samples": len(real),
+        **extractor_info,
+        "build_seconds": round(time.time() - started, 2),
+    }
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def ensure_gan_source(
+    source_cfg: Mapping[str, Any],
+    model_cfg: Mapping[str, Any],
+    input_spec: Mapping[str, Any],
+    backbone_kwargs: Mapping[str, Any],
+) -> tuple[Path, bool]:
+    """The cache entry of this GAN source, trained first if missing: ``(entry, built_now)``."""
+    from transferlab.models.generators import check_discriminator_backbone
+
+    check_discriminator_backbone(str(model_cfg["name"]))
+    key = gan_source_key(source_cfg, model_cfg, input_spec)
+    entry = Path(source_cfg["cache_dir"]).expanduser() / f"gan-{key}"
+    log.info("source gan-%s (%s classes %s)", key, source_cfg.get("dataset"), source_cfg["classes"])
+
+    def build(weights_path: Path) -> dict[str, Any]:
+        log.info("building source gan-%s: it is not cached yet", key)
+        meta = _train_gan_source(weights_path, entry, source_cfg, model_cfg, input_spec)
+        meta["key"] = key
+        meta["identity"] = pretrain_identity(source_cfg, model_cfg, input_spec)
+        return meta
+
+    return get_or_build(entry, build)
+
+
+def load_gan_source(
+    entry: Path, model_cfg: Mapping[str, Any], image_shape: tuple[int, int, int]
+) -> tuple[DCGANGenerator, Discriminator, dict[str, Any]]:
+    """The generator and discriminator of a built GAN source, for images of ``image_shape``."""
+    meta = json.loads((entry / ENTRY_META).read_text())
+    generator, discriminator = build_gan_networks(
+        model_cfg, meta["gan"], tuple(meta["image_shape"]), meta["mean"], meta["std"]
+    )
+    check_generator_fits(generator, image_shape)
+    generator.load_state_dict(load_file(str(entry / GENERATOR_WEIGHTS)))
+    discriminator.trunk.load_state_dict(load_file(str(entry / ENTRY_WEIGHTS)))
+    discriminator.head.load_state_dict(load_file(str(entry / HEAD_WEIGHTS)))
+    return generator, discriminator, meta

@@ -1,0 +1,99 @@
+"""The interface every zero-shot method implements, and a shared softmax-training loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from transferlab.errors import DivergenceError
+
+
+@dataclass
+class ClassSet:
+    """Classes in column order: their names and semantic vectors ``(K, a)`` (None for methods
+    that read names only)."""
+
+    names: list[str]
+    semantics: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+class ZeroShotMethod:
+    """Fit on seen-class training inputs; score inputs against seen + unseen classes.
+
+    ``fit`` gets the unseen classes' names and semantics (never their images): generative
+    methods synthesise features from them. ``scores`` returns ``(N, S + U)`` with the seen
+    classes first; ``zsl_scores`` ``(N, U)`` for classification among unseen classes only.
+    """
+
+    #: what ``fit``/``scores`` take: "features" (frozen backbone features), "images"
+    #: (preprocessed images, the method owns a backbone) or "raw" (uint8 images)
+    inputs = "features"
+
+    def fit(
+        self, x: torch.Tensor, y: torch.Tensor, seen: ClassSet, unseen: ClassSet
+    ) -> ZeroShotMethod:
+        raise NotImplementedError
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def zsl_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores among the unseen classes (default: the unseen columns of ``scores``)."""
+        return self.scores(x)[:, self.num_seen :]
+
+    num_seen: int = 0
+
+
+class CompatibilityMethod(ZeroShotMethod):
+    """A method whose score is a compatibility ``F(x, s_c)`` with each class's semantics."""
+
+    def compatibility(self, x: torch.Tensor, semantics: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def remember(self, seen: ClassSet, unseen: ClassSet) -> None:
+        self.num_seen = len(seen)
+        self.all_semantics = torch.cat([seen.semantics, unseen.semantics]).float()
+        self.unseen_semantics = unseen.semantics.float()
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.compatibility(x, self.all_semantics)
+
+    def zsl_scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.compatibility(x, self.unseen_semantics)
+
+
+def train_softmax(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    batch_size: int = 256,
+    params: list | None = None,
+    prepare: object = None,
+) -> nn.Module:
+    """Cross-entropy training of ``model`` (inputs -> logits) with Adam; ``prepare`` maps a
+    batch of inputs before the model (e.g. image normalisation). Raises DivergenceError on a
+    non-finite loss."""
+    optimizer = torch.optim.Adam(
+        params if params is not None else model.parameters(), lr=lr, weight_decay=weight_decay
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    for _ in range(max(1, int(epochs))):
+        for batch in torch.randperm(len(x)).split(batch_size):
+            inputs = x[batch] if prepare is None else prepare(x[batch])
+            loss = loss_fn(model(inputs), y[batch])
+            if not torch.isfinite(loss):
+                raise DivergenceError(f"zero-shot training diverged (loss {loss.item()})")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    return model

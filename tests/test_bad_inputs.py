@@ -1,0 +1,275 @@
+"""The bad-input catalogue: each wrong input exits non-zero with one clear ``error:`` line,
+within a time bound, and leaves no results file behind.
+
+Each case runs the real command-line entry point (``train.py`` / ``eval.py``) in this process
+(importing torch once keeps the catalogue fast); ``tests/test_train_e2e.py`` checks a few of
+them in a separate process as well.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_config
+from PIL import Image
+from safetensors.torch import save_file
+
+from transferlab.cli import eval_main, train_main
+from transferlab.models import build_backbone
+from transferlab.pipeline import run_training
+
+TIME_BOUND_S = 60  # generous for a 2-core CI machine; most cases fail in about a second
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+PWNED = "transferlab-catalogue-pwned"
+
+Setup = Callable[[Path], list[str]]
+
+
+def _drop_stale_log_handlers() -> None:
+    """Earlier in-process runs leave logging handlers on pytest's closed capture streams."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if getattr(getattr(handler, "stream", None), "closed", False):
+                logger.removeHandler(handler)
+
+
+def _args(*args: str) -> Setup:
+    return lambda tmp: list(args)
+
+
+def _image_folder(tmp: Path, *, corrupt: bool = False, empty: bool = False, mix: bool = False):
+    root = tmp / "images"
+    for label in range(2):
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True)
+        for i in range(4):
+            pixels = np.full((8, 8), 40 * i + 100 * label, dtype=np.uint8)
+            image = Image.fromarray(pixels)
+            if mix and label == 1:
+                image = image.convert("RGB")
+            image.save(folder / f"{i}.png")
+    if corrupt:
+        (root / "class1" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(30))
+    if empty:
+        (root / "class2").mkdir()
+    return ["data=image_folder", f"data.root={root}", "data.image_size=8", "strategy=scratch"]
+
+
+def _truncated_idx(tmp: Path) -> list[str]:
+    root = tmp / "fmnist"
+    root.mkdir()
+    for source in FASHION_DIR.glob("*-ubyte.gz"):
+        (root / source.name).symlink_to(source)
+    bad = root / "train-labels-idx1-ubyte.gz"
+    bad.unlink()
+    bad.write_bytes((FASHION_DIR / bad.name).read_bytes()[:2000])  # cut off mid-stream
+    return ["data=fashion_mnist", f"data.root={root}", "data.download=false", "strategy=scratch"]
+
+
+DIGIT_ATTRIBUTES = Path(__file__).resolve().parents[1] / "src/transferlab/data/semantics/digits.csv"
+
+
+def _attribute_csv(edit: Callable[[list[str]], list[str]]) -> Setup:
+    """``strategy=zeroshot`` with the shipped digits attributes, edited to be wrong."""
+
+    def setup(tmp: Path) -> list[str]:
+        path = tmp / "attributes.csv"
+        path.write_text("\n".join(edit(DIGIT_ATTRIBUTES.read_text().splitlines())) + "\n")
+        return ["strategy=zeroshot", f"strategy.semantics={path}"]
+
+    return setup
+
+
+def _backbone_file(tmp: Path, name: str, in_chans: int = 1) -> Path:
+    backbone = build_backbone(name, in_chans=in_chans, input_size=8)
+    path = tmp / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(path))
+    return path
+
+
+def _wrong_architecture(tmp: Path) -> list[str]:
+    return ["source=checkpoint", f"source.path={_backbone_file(tmp, 'resnet8')}"]
+
+
+def _wrong_channels(tmp: Path) -> list[str]:
+    return ["source=checkpoint", f"source.path={_backbone_file(tmp, 'small_cnn', in_chans=3)}"]
+
+
+def _truncated_checkpoint(tmp: Path) -> list[str]:
+    path = tmp / "cut.ckpt"
+    torch.save({"state_dict": {"backbone.w": torch.ones(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    return ["source=checkpoint", f"source.path={path}"]
+
+
+class _RunsCode:
+    """A pickle payload that would run code when loaded without weights_only."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {Path(os.environ['TL_CATALOGUE_TMP']) / PWNED}",))
+
+
+def _pickle_with_code(tmp: Path) -> list[str]:
+    path = tmp / "evil.ckpt"
+    with open(path, "wb") as handle:
+        pickle.dump({"state_dict": _RunsCode()}, handle)
+    return ["source=checkpoint", f"source.path={path}"]
+
+
+def _eval_other_class_count(tmp: Path) -> list[str]:
+    """A real (one-epoch) training checkpoint for digits 5-9, evaluated on three classes."""
+    out = Path(tempfile.mkdtemp(prefix="tl-catalogue-"))
+    cfg = compose_config("train", ["strategy=scratch", "trainer.max_epochs=1"], out, out / "c")
+    checkpoint = run_training(cfg, out)["metrics"]["best_checkpoint"]
+    return [f"ckpt_path={checkpoint}", "+data.classes=[5,6,7]"]
+
+
+def _eval_backbone_only(tmp: Path) -> list[str]:
+    path = tmp / "backbone.ckpt"
+    torch.save({"state_dict": {"backbone.w": torch.ones(2)}}, path)
+    return [f"ckpt_path={path}"]
+
+
+# (id, entry point, setup -> overrides, what the one error line must say)
+CASES: list[tuple[str, str, Setup, str]] = [
+    # command-line overrides
+    ("unknown-model", "train", _args("model=resnet1000"), "unknown model 'resnet1000'; valid:"),
+    ("unknown-data", "train", _args("data=imagenet21k"), "unknown data 'imagenet21k'; valid:"),
+    ("unknown-strategy", "train", _args("strategy=magic"), "unknown strategy 'magic'; valid:"),
+    ("unknown-source", "train", _args("source=nowhere"), "unknown source 'nowhere'; valid:"),
+    ("budget-too-large", "train", _args("data.labels_per_class=500"), "labels_per_class=500"),
+    ("finetune-without-source", "train", _args("source=none"), "use strategy=scratch"),
+    ("unknown-finetune-mode", "train", _args("strategy.mode=half"), "unknown finetune mode"),
+    ("unknown-optimizer", "train", _args("strategy.optimizer.name=rmsprop"), "'rmsprop'"),
+    ("unknown-scheduler", "train", _args("strategy.scheduler.name=poly"), "scheduler 'poly'"),
+    ("negative-lr", "train", _args("strategy.optimizer.lr=-1"), "optimizer.lr=-1 is invalid"),
+    ("unknown-class", "train", _args("data.classes=[5,42]"), "class index 42 is out of range"),
+    (
+        "too-many-frozen-stages",
+        "train",
+        _args("source=random", "strategy.mode=partial", "strategy.freeze_stages=99"),
+        "freeze_stages=99",
+    ),
+    ("negative-padding", "train", _args("data.augment.crop_padding=-1"), "augment.crop_padding"),
+    ("seed-not-a-number", "train", _args("seed=abc"), "seed='abc' is invalid"),
+    ("negative-epochs", "train", _args("trainer.max_epochs=-5"), "invalid trainer settings"),
+    ("zero-batch-size", "train", _args("data.batch_size=0"), "batch_size=0 is invalid"),
+    ("checkpoint-source-without-path", "train", _args("source=checkpoint"), "source.path="),
+    # data
+    ("image-folder-without-root", "train", _args("data=image_folder"), "needs data.root"),
+    (
+        "image-folder-missing",
+        "train",
+        lambda tmp: ["data=image_folder", f"data.root={tmp / 'nothing'}"],
+        "does not exist",
+    ),
+    ("corrupt-image", "train", lambda t: _image_folder(t, corrupt=True), "broken.png"),
+    ("empty-class-folder", "train", lambda t: _image_folder(t, empty=True), "has no images"),
+    ("grayscale-rgb-mix", "train", lambda t: _image_folder(t, mix=True), "mix grayscale"),
+    ("truncated-idx", "train", _truncated_idx, "truncated or corrupt"),
+    # attribute CSVs (zero-shot class semantics)
+    (
+        "attributes-missing-class",
+        "train",
+        _attribute_csv(lambda rows: [r for r in rows if not r.startswith("9,")]),
+        "no row for class",
+    ),
+    (
+        "attributes-wrong-column-count",
+        "train",
+        _attribute_csv(lambda rows: [r[:-2] if r.startswith("3,") else r for r in rows]),
+        "attribute values; the header names",
+    ),
+    (
+        "attributes-not-a-number",
+        "train",
+        _attribute_csv(
+            lambda rows: [r.replace("4,", "4,x", 1) if r.startswith("4,") else r for r in rows]
+        ),
+        "is not a finite number",
+    ),
+    # checkpoints
+    (
+        "missing-checkpoint",
+        "train",
+        _args("source=checkpoint", "source.path=/nowhere/x.ckpt"),
+        "checkpoint not found",
+    ),
+    ("truncated-checkpoint", "train", _truncated_checkpoint, "cannot read checkpoint"),
+    ("pickle-with-code", "train", _pickle_with_code, "refusing to load"),
+    ("wrong-architecture", "train", _wrong_architecture, "built for another architecture"),
+    ("wrong-input-channels", "train", _wrong_channels, "shape mismatch"),
+    ("eval-missing-checkpoint", "eval", _args("ckpt_path=/nowhere/x.ckpt"), "not found"),
+    ("eval-not-a-training-checkpoint", "eval", _eval_backbone_only, "not a transferlab training"),
+    (
+        "eval-other-class-count",
+        "eval",
+        _eval_other_class_count,
+        "head.fc.weight (5, 128) vs (3, 128)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("entry", "setup", "expected"),
+    [pytest.param(entry, setup, expected, id=name) for name, entry, setup, expected in CASES],
+)
+def test_bad_input_gives_one_clear_line(
+    entry: str,
+    setup: Setup,
+    expected: str,
+    tmp_path: Path,
+    source_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    if "fashion_mnist" in str(setup) and not FASHION_DIR.is_dir():
+        pytest.skip("needs dataset-fashion-mnist")
+    _drop_stale_log_handlers()
+    monkeypatch.setenv("TRANSFERLAB_ROOT", str(tmp_path))
+    monkeypatch.setenv("TL_CATALOGUE_TMP", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    overrides = setup(tmp_path)
+    script = "train.py" if entry == "train" else "eval.py"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            script,
+            "print_config=false",
+            "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.cache_dir={source_cache}",
+            *overrides,
+        ],
+    )
+    started = time.time()
+    with pytest.raises(SystemExit) as exit_info:
+        (train_main if entry == "train" else eval_main)()
+    elapsed = time.time() - started
+    out, err = capfd.readouterr()
+    assert exit_info.value.code not in (0, None)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err[-2000:]
+    assert expected in errors[0], errors[0]
+    assert "Traceback" not in err + out
+    assert elapsed < TIME_BOUND_S, f"took {elapsed:.1f} s"
+    assert not list(tmp_path.rglob("results.json"))
+    assert not (tmp_path / PWNED).exists()
+
+
+def test_the_catalogue_is_large_enough() -> None:
+    assert len(CASES) >= 25

@@ -1,0 +1,138 @@
+"""The benchmark at its tiny setting: every output field is there and finite (no timing asserts:
+it reports, it never fails on a slow machine); the perf settings apply and reject bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from transferlab.bench.settings import PRESETS, preset
+from transferlab.commands import main
+from transferlab.data.augment import BatchAugment
+from transferlab.errors import ConfigError
+from transferlab.perf import apply_perf
+from transferlab.pipeline import run_training
+
+REPO = Path(__file__).resolve().parents[1]
+ROW_FIELDS = (
+    "plain_images_per_s",
+    "stack_images_per_s",
+    "ratio",
+    "ratio_cpu",
+    "stack_fit_overhead_s",
+    "plain_peak_rss_delta_mb",
+    "stack_peak_rss_delta_mb",
+)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def test_tiny_benchmark_writes_every_field(tmp_path: Path, capsys, monkeypatch) -> None:
+    # targets 0.0 (reached at the first evaluation) and 1.01 (never): both branches recorded
+    tiny = preset("tiny", accuracy_targets=(0.0, 1.01))
+    monkeypatch.setitem(PRESETS, "tiny", tiny)
+    out = tmp_path / "out"
+    code = main(["bench", "--preset", "tiny", "--out", str(out), "--work-dir", str(tmp_path)])
+    assert code == 0
+    result = json.loads((out / "benchmark.json").read_text())
+    assert result["machine"]["cores"] >= 1 and result["machine"]["torch"] == torch.__version__
+    assert _finite(result["data_path"]["images_per_s"]) and result["data_path"]["images"] > 0
+    rows = {(r["model"], r["precision"], r.get("variant")): r for r in result["throughput"]}
+    fp32, bf16 = ("small_cnn", "32-true", None), ("small_cnn", "bf16-mixed", None)
+    assert set(rows) == {fp32, bf16, ("small_cnn", "32-true", "channels_last")}
+    for key in (fp32, bf16):
+        row = rows[key]
+        assert all(_finite(row[k]) for k in ROW_FIELDS), row
+        assert row["plain_images_per_s"] > 0 and row["stack_images_per_s"] > 0
+        assert len(row["stack_runs"]) == len(row["plain_runs"]) == tiny.repeats
+        assert all(_finite(v) and v > 0 for v in row["inference"].values())
+    assert _finite(rows[bf16]["bf16_speedup"])
+    assert _finite(rows[("small_cnn", "32-true", "channels_last")]["speedup_vs_default"])
+    tta = result["time_to_accuracy"]
+    assert tta["reached_s"]["1.01"] is None
+    assert _finite(tta["reached_s"]["0.00"]) and 0 <= tta["reached_s"]["0.00"] <= tta["train_s"]
+    assert tta["curve"] and all(0.0 <= p["test_acc"] <= 1.0 for p in tta["curve"])
+    assert 0.0 <= tta["test_acc"] <= 1.0 and _finite(tta["run_wall_time_s"])
+    bf16 = result["bf16_accuracy"]
+    assert all(_finite(bf16[k]) for k in ("fp32_test_acc", "bf16_test_acc", "bf16_train_s"))
+    assert _finite(result["peak_rss_mb"]) and result["peak_rss_mb"] > 0
+    markdown = (out / "benchmark.md").read_text()
+    assert "| small_cnn | 32-true |" in markdown and "| small_cnn | bf16-mixed |" in markdown
+    assert "| small_cnn + channels_last | 32-true |" in markdown
+    assert "Time to accuracy" in markdown and "nan" not in markdown.lower()
+    assert "stack / plain" in capsys.readouterr().out
+
+
+def test_bench_rejects_an_unknown_preset(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--preset", "huge"])
+    assert info.value.code == 2 and "tiny" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="valid: tiny, quick, full"):
+        preset("huge")
+
+
+def test_perf_settings_apply_and_reject_bad_values() -> None:
+    threads = torch.get_num_threads()
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    try:
+        applied = apply_perf({"num_threads": 1, "channels_last": True}, conv)
+        assert torch.get_num_threads() == 1 and applied == ["num_threads=1", "channels_last"]
+        assert conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    finally:
+        torch.set_num_threads(threads)
+    assert apply_perf(None) == [] and apply_perf({"compile": False, "num_threads": None}) == []
+    for bad, match in (
+        ({"thread": 2}, "accepted: channels_last, compile"),
+        ({"num_threads": 0}, "integer >= 1"),
+        ({"float32_matmul_precision": "low"}, "highest, high, medium"),
+        ({"compile": "yes"}, "true or false"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            apply_perf(bad)
+
+
+def test_batched_translation_is_a_per_sample_crop_of_the_padded_batch() -> None:
+    """The gather-based translation (the data-path speed fix) crops each padded image at its
+    own random offset, on non-square multi-channel images."""
+    x = torch.randn(16, 3, 9, 7)
+    torch.manual_seed(0)
+    out = BatchAugment(crop_padding=2)(x)
+    torch.manual_seed(0)  # the same draws, in the same order
+    top, left = torch.randint(0, 5, (16, 1)), torch.randint(0, 5, (16, 1))
+    padded = F.pad(x, (2, 2, 2, 2))
+    for i in range(16):
+        t, s = int(top[i]), int(left[i])
+        assert torch.equal(out[i], padded[i, :, t : t + 9, s : s + 7])
+    assert len({(int(a), int(b)) for a, b in zip(top, left)}) > 1
+
+
+def test_a_run_with_channels_last_and_bf16(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("trainer=cpu_bf16", "perf.channels_last=true", "debug=fast_dev_run")
+    record = run_training(cfg, tmp_path)
+    assert record["config"]["trainer"]["precision"] == "bf16-mixed"
+    assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
+
+
+@pytest.mark.slow
+def test_benchmark_script_on_fashion_mnist(tmp_path: Path) -> None:
+    """The entry script on real Fashion-MNIST at a small setting (one model, one repeat)."""
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--preset", "quick"]
+    command += ["--models", "small_cnn", "--repeats", "1", "--train-steps", "3", "--out", str(out)]
+    subprocess.run(command, check=True, cwd=tmp_path, timeout=600)
+    rows = json.loads((out / "benchmark.json").read_text())["throughput"]
+    assert [(r["precision"], r.get("variant")) for r in rows] == [
+        ("32-true", None),
+        ("32-true", "channels_last"),
+    ]
+    assert all(_finite(rows[0][k]) for k in ROW_FIELDS)
+    assert _finite(rows[1]["speedup_vs_default"])
