@@ -171,7 +171,7 @@ def test_joblib_multirun_builds_the_shared_source_once(tmp_path: Path) -> None:
         "hydra.launcher.n_jobs=2",
         "seed=0,1",
         *TINY,
-        "source.max_epochs=6",
+        "source.max_epochs=60",  # a build of several seconds: both jobs ask while it runs
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
