@@ -24,6 +24,7 @@ from transferlab.errors import SourceError
 from transferlab.models import Backbone, LinearHead
 from transferlab.sources import prepare_backbone
 from transferlab.sources.cache import ENTRY_WEIGHTS, config_hash, file_sha256, get_or_build
+from transferlab.sources.training import quiet_trainer
 from transferlab.strategies import ClassifierModule
 
 log = logging.getLogger(__name__)
@@ -73,17 +74,12 @@ def _train(
     val = make_loader(domains.source_val, 1024, shuffle=False)
     with tempfile.TemporaryDirectory(prefix="tl-adapt-source-") as tmp:
         checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val/acc", mode="max")
-        trainer = L.Trainer(
+        trainer = quiet_trainer(
+            accelerator=recipe.get("accelerator", "cpu"),
+            callbacks=[checkpoint],
             max_epochs=int(recipe["epochs"]),
             limit_train_batches=recipe.get("limit_train_batches") or 1.0,
             fast_dev_run=bool(recipe.get("fast_dev_run")),
-            accelerator=recipe.get("accelerator", "cpu"),
-            devices=1,
-            logger=False,
-            callbacks=[checkpoint],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
         )
         trainer.fit(module, train, val)
         best = checkpoint.best_model_path or None

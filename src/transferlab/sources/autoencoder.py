@@ -30,6 +30,7 @@ from transferlab.errors import ConfigError, DivergenceError
 from transferlab.models import build_backbone
 from transferlab.models.decoders import build_autoencoder
 from transferlab.sources.cache import config_hash, file_sha256, get_or_build
+from transferlab.sources.training import source_trainer
 from transferlab.strategies.autoencoder import (
     DECODER_WEIGHTS,
     GRID_FILE,
@@ -159,17 +160,7 @@ def _train_autoencoder(
     checkpoint = ModelCheckpoint(
         dirpath=checkpoints, monitor="val/recon_loss", mode="min", save_last=True
     )
-    trainer = L.Trainer(
-        max_epochs=int(source_cfg.get("max_epochs", 10)),
-        limit_train_batches=source_cfg.get("limit_train_batches") or 1.0,
-        accelerator=source_cfg.get("accelerator", "cpu"),
-        devices=1,
-        logger=False,
-        callbacks=[checkpoint],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = source_trainer(source_cfg, [checkpoint])
     try:
         trainer.fit(
             module,

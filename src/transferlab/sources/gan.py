@@ -24,6 +24,7 @@ from transferlab.metrics import build_feature_extractor, image_quality
 from transferlab.models.generators import DCGANGenerator, Discriminator, check_generator_fits
 from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS, config_hash, get_or_build
 from transferlab.sources.pretrain import DATA_KEYS, pretrain_identity
+from transferlab.sources.training import quiet_trainer
 from transferlab.strategies.gan import (
     build_gan_networks,
     gan_module_from_cfg,
@@ -66,14 +67,9 @@ def gan_datamodule(
 
 def gan_trainer(cfg: Mapping[str, Any], **kwargs: Any) -> L.Trainer:
     """A quiet Trainer for building a GAN source or an extractor (no logger, no validation)."""
-    return L.Trainer(
+    return quiet_trainer(
         accelerator=cfg.get("accelerator", "cpu"),
-        devices=1,
-        logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
         limit_val_batches=0,
         **kwargs,
     )

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from transferlab.data import ImageClassificationDataModule
 from transferlab.models import build_backbone
 from transferlab.sources.cache import config_hash, get_or_build
+from transferlab.sources.training import source_trainer
 from transferlab.strategies import ScratchModule
 
 log = logging.getLogger(__name__)
@@ -94,17 +95,7 @@ def _train_source(
     )
     with tempfile.TemporaryDirectory(prefix="tl-source-") as tmp:
         checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val/acc", mode="max")
-        trainer = L.Trainer(
-            max_epochs=int(source_cfg.get("max_epochs", 10)),
-            limit_train_batches=source_cfg.get("limit_train_batches") or 1.0,
-            accelerator=source_cfg.get("accelerator", "cpu"),
-            devices=1,
-            logger=False,
-            callbacks=[checkpoint],
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-        )
+        trainer = source_trainer(source_cfg, [checkpoint])
         trainer.fit(module, datamodule)
         best = checkpoint.best_model_path or None
         test_metrics = trainer.test(module, datamodule, ckpt_path=best, verbose=False)[0]

@@ -1,0 +1,39 @@
+"""The Lightning Trainer every source build uses: one device, quiet, no sanity check."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+
+def quiet_trainer(
+    accelerator: str = "cpu", callbacks: Sequence[Callback] = (), **kwargs: Any
+) -> L.Trainer:
+    """A Trainer on one device without logger, progress bar, model summary or sanity check."""
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        logger=False,
+        callbacks=list(callbacks),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
+
+
+def source_trainer(
+    cfg: Mapping[str, Any], callbacks: Sequence[Callback] = (), **kwargs: Any
+) -> L.Trainer:
+    """A quiet Trainer for ``cfg``'s ``max_epochs``, ``limit_train_batches`` and
+    ``accelerator`` (a source config's training keys)."""
+    return quiet_trainer(
+        accelerator=cfg.get("accelerator", "cpu"),
+        callbacks=callbacks,
+        max_epochs=int(cfg.get("max_epochs", 10)),
+        limit_train_batches=cfg.get("limit_train_batches") or 1.0,
+        **kwargs,
+    )
