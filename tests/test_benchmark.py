@@ -17,7 +17,8 @@ from transferlab.bench.settings import PRESETS, preset
 from transferlab.commands import main
 from transferlab.data.augment import BatchAugment
 from transferlab.errors import ConfigError
-from transferlab.perf import apply_perf
+from transferlab.models import build_backbone
+from transferlab.perf import apply_perf, wants_channels_last
 from transferlab.pipeline import run_training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +58,8 @@ def test_tiny_benchmark_writes_every_field(tmp_path: Path, capsys, monkeypatch) 
         assert all(_finite(v) and v > 0 for v in row["inference"].values())
     assert _finite(rows[bf16]["bf16_speedup"])
     assert _finite(rows[("small_cnn", "32-true", "channels_last")]["speedup_vs_default"])
-    tta = result["time_to_accuracy"]
+    [tta] = result["time_to_accuracy"]
+    assert tta["recipe"] == "fmnist_fast"
     assert tta["reached_s"]["1.01"] is None
     assert _finite(tta["reached_s"]["0.00"]) and 0 <= tta["reached_s"]["0.00"] <= tta["train_s"]
     assert tta["curve"] and all(0.0 <= p["test_acc"] <= 1.0 for p in tta["curve"])
@@ -95,9 +97,23 @@ def test_perf_settings_apply_and_reject_bad_values() -> None:
         ({"num_threads": 0}, "integer >= 1"),
         ({"float32_matmul_precision": "low"}, "highest, high, medium"),
         ({"compile": "yes"}, "true or false"),
+        ({"channels_last": "sometimes"}, "true, false or auto"),
     ):
         with pytest.raises(ConfigError, match=match):
             apply_perf(bad)
+
+
+def test_channels_last_auto_converts_resnets_only() -> None:
+    """``perf.channels_last: auto`` (the default) converts the backbones where the benchmark
+    measured a gain (ResNets) and leaves small_cnn in the default memory format."""
+    resnet = build_backbone("resnet8", in_chans=1, input_size=28)
+    cnn = build_backbone("small_cnn", in_chans=1, input_size=28)
+    assert wants_channels_last("auto", resnet) and not wants_channels_last("auto", cnn)
+    assert wants_channels_last(True, cnn) and not wants_channels_last(False, resnet)
+    assert apply_perf({"channels_last": "auto"}, resnet) == ["channels_last"]
+    conv = next(m for m in resnet.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert apply_perf({"channels_last": "auto"}, cnn) == []
 
 
 def test_batched_translation_is_a_per_sample_crop_of_the_padded_batch() -> None:

@@ -125,3 +125,22 @@ def test_text_semantics_end_to_end(make_cfg, tmp_path) -> None:
     }
     assert ZSL_METRICS <= set(record["metrics"])
     assert 0.0 <= record["metrics"]["test/zsl_acc"] <= 1.0
+
+
+def test_bilinear_with_backbone_finetuning_beats_chance(make_cfg, tmp_path) -> None:
+    """``bilinear.finetune_backbone=true`` trains the backbone with the compatibility matrix,
+    on preprocessed images instead of frozen features."""
+    cfg = make_cfg(
+        "strategy=zeroshot",
+        "strategy.method=bilinear",
+        "strategy.bilinear.finetune_backbone=true",
+        "strategy.bilinear.weight_decay=[0.0]",
+        "strategy.bilinear.epochs=5",
+        *DIGITS,
+    )
+    record = run_training(cfg, tmp_path)
+    metrics, details = record["metrics"], record["test_details"]
+    assert ZSL_METRICS <= set(metrics)
+    assert details["chosen_params"]["finetune_backbone"] is True
+    assert metrics["test/zsl_acc"] > 1 / 3 + 0.15
+    assert metrics["test/gzsl_h"] > 0

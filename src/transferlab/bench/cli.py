@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 from pathlib import Path
 
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from transferlab.bench.run import run_benchmark
     from transferlab.bench.settings import preset
 
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # dozens of Trainers:
+        logging.getLogger(name).setLevel(logging.WARNING)  # no banner and summary per run
     settings = preset(
         args.preset,
         models=args.models,

@@ -60,17 +60,16 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"Data path alone (loader + augmentation, 1 thread): "
         f"{_num(result['data_path']['images_per_s'])} images/s.",
     ]
-    tta = result.get("time_to_accuracy")
-    if tta:
+    recipes = result.get("time_to_accuracy") or []
+    if recipes:
+        parts += ["", "## Time to accuracy", ""]
+    for tta in recipes:
         reached = ", ".join(f"{k}: {_num(v, 1)} s" for k, v in tta["reached_s"].items())
-        parts += [
-            "",
-            "## Time to accuracy",
-            "",
-            f"`{' '.join(tta['overrides'])}`: training time to test accuracy {reached} "
+        parts.append(
+            f"- `{' '.join(tta['overrides'])}`: training time to test accuracy {reached} "
             f"(evaluations off the clock); final test acc {_num(tta['test_acc'], 4)}, "
-            f"whole run {_num(tta['run_wall_time_s'], 1)} s.",
-        ]
+            f"whole run {_num(tta['run_wall_time_s'], 1)} s."
+        )
     bf16 = result.get("bf16_accuracy")
     if bf16:
         parts += [

@@ -14,8 +14,8 @@ class BenchSettings:
 
     Throughput: ``warmup_steps`` untimed then ``train_steps`` timed optimizer steps per
     measurement, ``repeats`` alternating rounds (plain loop, our stack, our stack in bf16).
-    ``accuracy_epochs`` > 0 runs the time-to-accuracy recipe; ``bf16_accuracy_epochs`` > 0
-    trains ``bf16_accuracy_model`` with the same recipe in float32 and bf16-mixed.
+    ``accuracy_epochs`` > 0 runs the time-to-accuracy recipes; ``bf16_accuracy_epochs`` > 0
+    trains ``bf16_accuracy_model`` with the first recipe in float32 and bf16-mixed.
     """
 
     models: tuple[str, ...] = ("small_cnn", "resnet8", "resnet18")
@@ -29,9 +29,11 @@ class BenchSettings:
     bf16_models: tuple[str, ...] = ("resnet8", "resnet18")
     # per-model overrides of train_steps (resnet18 is ~40x slower than small_cnn per image)
     steps_override: dict[str, int] = field(default_factory=dict)
-    # extra stack measurements (float32): name -> config overrides, e.g. channels_last
+    # extra stack measurements (float32): name -> config overrides, e.g. channels_last; a
+    # variant that does not change the model's memory format from the default is skipped
     perf_variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    accuracy_recipe: str = "fmnist_fast"
+    # experiments timed to the accuracy targets; the first is also the bf16 accuracy recipe
+    accuracy_recipes: tuple[str, ...] = ("fmnist_fast",)
     accuracy_targets: tuple[float, ...] = (0.90, 0.92)
     accuracy_epochs: int = 0
     accuracy_eval_every: int = 50
@@ -49,6 +51,13 @@ class BenchSettings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+# both memory formats as stack variants; a model's run skips the one its default
+# (``perf.channels_last: auto``) already is
+MEMORY_FORMATS = {
+    "channels_last": ("perf.channels_last=true",),
+    "nchw": ("perf.channels_last=false",),
+}
 
 PRESETS: dict[str, BenchSettings] = {
     # CI: every code path in seconds, on the embedded digits; the numbers mean nothing
@@ -76,16 +85,17 @@ PRESETS: dict[str, BenchSettings] = {
         repeats=3,
         infer_batches=4,
         steps_override={"resnet18": 2},
-        perf_variants={"channels_last": ("perf.channels_last=true",)},
+        perf_variants=MEMORY_FORMATS,
     ),
     # the table in docs/benchmarks.md (about 15 minutes on a quiet 2-core machine)
     "full": BenchSettings(
         train_steps=30,
         repeats=3,
         steps_override={"resnet8": 12, "resnet18": 3},
-        perf_variants={"channels_last": ("perf.channels_last=true",)},
+        perf_variants=MEMORY_FORMATS,
         infer_batches=6,
-        accuracy_epochs=3,  # the fmnist_fast recipe as shipped
+        accuracy_recipes=("fmnist_fast", "fmnist_fast_bf16"),
+        accuracy_epochs=3,  # the recipes as shipped
         accuracy_eval_every=50,
         bf16_accuracy_epochs=1,
     ),

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, open_dict
 from transferlab.bench.timing import BatchTimer
 from transferlab.config import config_dir, register_resolvers
 from transferlab.data import ImageClassificationDataModule
-from transferlab.perf import apply_perf
+from transferlab.perf import apply_perf, wants_channels_last
 from transferlab.pipeline import build_trainer, make_datamodule, to_plain
 from transferlab.sources import prepare_backbone
 from transferlab.strategies import ClassifierModule, build_strategy
@@ -95,6 +95,15 @@ class Workload:
         )
         apply_perf(self.plain.get("perf"), module)
         return module
+
+    def memory_format(self) -> str:
+        """``channels_last`` or ``nchw``: what this workload's ``perf`` settings give its model."""
+        module = self.fresh_module()
+        return (
+            "channels_last"
+            if wants_channels_last(self.plain.get("perf", {}).get("channels_last"), module)
+            else "nchw"
+        )
 
     def trainer(self, precision: str, train_batches: int, test_batches: int) -> L.Trainer:
         """The configured Trainer (callbacks, logger, progress bar) for a short epoch, plus a
