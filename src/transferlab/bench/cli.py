@@ -27,9 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", type=Path, default=Path("benchmark"), help="output folder (default: %(default)s)"
     )
     parser.add_argument("--models", type=_models, default=None, help="comma-separated models")
+    parser.add_argument(
+        "--bf16-models",
+        type=_models,
+        default=None,
+        help="comma-separated models also measured in bf16-mixed ('' for none)",
+    )
+    parser.add_argument(
+        "--no-perf-variants",
+        action="store_true",
+        help="skip the memory-format variants (only the default stack and the plain loop)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="alternating repeats")
     parser.add_argument("--batch-size", type=int, default=None, help="training batch size")
-    parser.add_argument("--train-steps", type=int, default=None, help="timed steps per run")
+    parser.add_argument(
+        "--train-steps", type=int, default=None, help="timed steps per run, for every model"
+    )
     parser.add_argument(
         "--work-dir",
         type=Path,
@@ -49,9 +62,13 @@ def run(args: argparse.Namespace) -> int:
     settings = preset(
         args.preset,
         models=args.models,
+        bf16_models=args.bf16_models,
+        perf_variants={} if args.no_perf_variants else None,
         repeats=args.repeats,
         batch_size=args.batch_size,
         train_steps=args.train_steps,
+        # an explicit --train-steps holds for every model (no per-model override)
+        steps_override={} if args.train_steps is not None else None,
     )
     if args.work_dir is not None:
         result = run_benchmark(settings, args.work_dir)
