@@ -257,18 +257,34 @@ def test_bad_settings_fail_with_one_line(make_cfg, tmp_path, override, match) ->
     assert not (tmp_path / "results.json").exists()
 
 
-@pytest.mark.slow
-def test_tent_beats_source_only_on_noisy_fashion_mnist(make_cfg, tmp_path) -> None:
-    """The fmnist_adapt setting (Gaussian noise std 0.5), 3 seeds: Tent's gain over the same
-    source model is larger than its seed-to-seed spread (measured: see docs/adapt.md)."""
+def _gains_over_source_only(make_cfg, tmp_path, method: str, *overrides: str) -> torch.Tensor:
+    """Target test accuracy of ``method`` minus source-only's, seeds 0, 1, 2 of fmnist_adapt."""
     gains = []
     for seed in (0, 1, 2):
         acc = {}
-        for method in ("source_only", "tent"):
-            out = tmp_path / f"{method}-{seed}"
-            cfg = make_cfg("experiment=fmnist_adapt", f"strategy.method={method}", f"seed={seed}")
-            acc[method] = run_training(cfg, out)["metrics"]["test/acc"]
-        gains.append(acc["tent"] - acc["source_only"])
-    gains = torch.tensor(gains)
-    assert (gains > 0.1).all(), gains  # measured: +0.33, +0.19, +0.38
+        for name in ("source_only", method):
+            out = tmp_path / f"{name}-{seed}"
+            cfg = make_cfg(
+                "experiment=fmnist_adapt", f"strategy.method={name}", f"seed={seed}", *overrides
+            )
+            acc[name] = run_training(cfg, out)["metrics"]["test/acc"]
+        gains.append(acc[method] - acc["source_only"])
+    return torch.tensor(gains)
+
+
+@pytest.mark.slow
+def test_tent_beats_source_only_on_noisy_fashion_mnist(make_cfg, tmp_path) -> None:
+    """The fmnist_adapt setting (Gaussian noise std 0.5), 3 seeds: Tent's gain over the same
+    source model is larger than its seed-to-seed spread (measured: see docs/adapt.md). Three
+    epochs: Tent's chosen epoch is the first with 3 or 20 (the same accuracies)."""
+    gains = _gains_over_source_only(make_cfg, tmp_path, "tent", "trainer.max_epochs=3")
+    assert (gains > 0.1).all(), gains  # measured: +0.32, +0.19, +0.38
     assert gains.mean() > 2 * gains.std(), gains
+
+
+@pytest.mark.slow
+def test_dann_beats_source_only_on_noisy_fashion_mnist(make_cfg, tmp_path) -> None:
+    """fmnist_adapt as shipped (20 epochs): DANN ends above source-only on every seed."""
+    gains = _gains_over_source_only(make_cfg, tmp_path, "dann")
+    assert (gains > 0).all(), gains  # measured: +0.036, +0.080, +0.042
+    assert gains.mean() > 0.02, gains

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=tuple(PRESETS),
         default="quick",
         help="tiny: CI smoke run on digits (seconds, numbers meaningless); quick: ratios and "
-        "bf16 in a few minutes; full: everything incl. time to accuracy (~15 min quiet)",
+        "bf16 in a few minutes; full: everything incl. time to accuracy (~11 min quiet)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("benchmark"), help="output folder (default: %(default)s)"

@@ -87,7 +87,7 @@ PRESETS: dict[str, BenchSettings] = {
         steps_override={"resnet18": 2},
         perf_variants=MEMORY_FORMATS,
     ),
-    # the table in docs/benchmarks.md (about 15 minutes on a quiet 2-core machine)
+    # the table in docs/benchmarks.md (625 s on the quiet 2-core development machine)
     "full": BenchSettings(
         train_steps=30,
         repeats=3,
