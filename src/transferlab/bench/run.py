@@ -151,10 +151,11 @@ def throughput(
     overrides = _workload(model, settings)
     work = Workload(compose_train_config(overrides, work_dir / model))
     works = {"": work}
+    default_format = work.memory_format() if settings.perf_variants else None
     for name, extra in settings.perf_variants.items():
         cfg = compose_train_config([*overrides, *extra], work_dir / f"{model}-{name}")
         variant = Workload(cfg, share_data_of=work)
-        if variant.memory_format() != work.memory_format():  # else it is the default again
+        if variant.memory_format() != default_format:  # else it is the default again
             works[name] = variant
     variant_names = [name for name in settings.perf_variants if name in works]
     precisions = [FP32] + ([BF16] if model in settings.bf16_models else [])
