@@ -171,6 +171,25 @@ def test_dann_and_pseudo_label_train_backbone_head_and_discriminator(toy_loaders
     assert any(k.startswith("head.") for k in _changed(before, pseudo))
 
 
+def test_distribution_alignment_takes_pseudo_labels_from_an_over_predicted_class() -> None:
+    """With alignment, a class the model predicts for most target images is divided by its
+    running mean share, so images it wins only narrowly go to their runner-up class."""
+    module = PseudoLabelModule(_backbone(), 3, alignment=True, alignment_momentum=0.0)
+    # class 0 wins every image; image 1 only narrowly (0.45 against 0.40)
+    probs = torch.tensor([[0.90, 0.05, 0.05], [0.45, 0.40, 0.15], [0.80, 0.10, 0.10]])
+    logits = probs.log()
+    module.train()
+    aligned = module.pseudo_label_probabilities(logits)
+    assert torch.allclose(module.target_prediction_mean, probs.mean(0))  # momentum 0: batch mean
+    assert torch.allclose(aligned.sum(1), torch.ones(3))
+    assert aligned.argmax(1).tolist() == [0, 1, 0]
+    module.eval()  # evaluation leaves the running mean alone
+    module.pseudo_label_probabilities(torch.zeros(2, 3))
+    assert torch.allclose(module.target_prediction_mean, probs.mean(0))
+    plain = PseudoLabelModule(_backbone(), 3)  # alignment off: the softmax as it is
+    assert torch.allclose(plain.pseudo_label_probabilities(logits), probs)
+
+
 def test_target_batches_with_labels_are_refused() -> None:
     module = DANNModule(_backbone(), 3)
     images = torch.randn(4, 1, 8, 8)

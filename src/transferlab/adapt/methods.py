@@ -137,7 +137,13 @@ class DANNModule(AdaptModule):
 class PseudoLabelModule(AdaptModule):
     """Confidence-thresholded self-training (Lee 2013; the FixMatch threshold, Sohn et al.
     2020): target images whose prediction is at least ``threshold`` confident are trained on
-    that prediction, beside the labelled source images."""
+    that prediction, beside the labelled source images.
+
+    ``alignment=true`` adds distribution alignment (ReMixMatch, Berthelot et al. 2020): each
+    target prediction is divided by a running mean of the target predictions (momentum
+    ``alignment_momentum``) and renormalised before thresholding, so a class the model
+    over-predicts on the target loses pseudo-labels instead of taking them all over.
+    """
 
     def __init__(
         self,
@@ -146,20 +152,37 @@ class PseudoLabelModule(AdaptModule):
         *,
         threshold: float = 0.9,
         weight: float = 1.0,
+        alignment: bool = False,
+        alignment_momentum: float = 0.99,
         **kwargs: Any,
     ) -> None:
         super().__init__(backbone, num_classes, **kwargs)
         self.threshold = float(threshold)
         self.target_weight = float(weight)
+        self.alignment = bool(alignment)
+        self.alignment_momentum = float(alignment_momentum)
+        self.register_buffer("target_prediction_mean", torch.full((num_classes,), 1 / num_classes))
+
+    @torch.no_grad()
+    def pseudo_label_probabilities(self, target_logits: torch.Tensor) -> torch.Tensor:
+        """Target class probabilities, distribution-aligned when ``alignment`` is on (the
+        running mean is updated in training mode only)."""
+        probs = target_logits.detach().float().softmax(dim=1)
+        if not self.alignment:
+            return probs
+        if self.training:
+            mean = self.target_prediction_mean
+            mean.mul_(self.alignment_momentum).add_((1 - self.alignment_momentum) * probs.mean(0))
+        aligned = probs / self.target_prediction_mean.clamp_min(1e-6)
+        return aligned / aligned.sum(dim=1, keepdim=True)
 
     def adaptation_loss(self, source: SourceBatch, target: torch.Tensor) -> StepLoss:
         images, labels = source
         source_features, target_features = self.joint_features(images, target)
         class_loss = self.source_loss(self.head(source_features), labels)
         target_logits = self.head(target_features)
-        with torch.no_grad():
-            confidence, pseudo = target_logits.detach().softmax(dim=1).max(dim=1)
-            mask = (confidence >= self.threshold).float()
+        confidence, pseudo = self.pseudo_label_probabilities(target_logits).max(dim=1)
+        mask = (confidence >= self.threshold).float()
         per_image = F.cross_entropy(target_logits, pseudo, reduction="none")
         target_loss = (per_image * mask).sum() / len(target)  # FixMatch normalisation
         loss = class_loss + self.target_weight * target_loss
