@@ -23,7 +23,7 @@ from transferlab.adapt.data import Domains, make_loader
 from transferlab.errors import SourceError
 from transferlab.models import Backbone, LinearHead
 from transferlab.sources import prepare_backbone
-from transferlab.sources.cache import ENTRY_WEIGHTS, config_hash, file_sha256, get_or_build
+from transferlab.sources.cache import ENTRY_WEIGHTS, config_hash, ensure_entry, file_sha256
 from transferlab.sources.training import quiet_trainer
 from transferlab.strategies import ClassifierModule
 
@@ -106,15 +106,13 @@ def ensure_source_model(
 ) -> tuple[Path, bool]:
     """The cache entry of the source classifier, trained first if missing."""
     identity = source_identity(data_cfg, model_cfg, domains.input_spec, recipe)
-    key = config_hash(identity)
-    entry = Path(cache_dir).expanduser() / f"adapt-source-{key}"
-
-    def build(weights_path: Path) -> dict[str, Any]:
-        log.info("training the source model adapt-source-%s on clean source images", key)
-        meta = _train(entry, weights_path, domains, model_cfg, recipe)
-        return {**meta, "key": key, "identity": identity}
-
-    return get_or_build(entry, build)
+    return ensure_entry(
+        cache_dir,
+        "adapt-source",
+        config_hash(identity),
+        identity,
+        lambda entry, weights: _train(entry, weights, domains, model_cfg, recipe),
+    )
 
 
 def load_source_model(

@@ -24,13 +24,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from transferlab.data import ImageClassificationDataModule
 from transferlab.data.batching import TensorBatchDataset, keep_batch
 from transferlab.errors import ConfigError, DivergenceError
 from transferlab.models import build_backbone
 from transferlab.models.decoders import build_autoencoder
-from transferlab.sources.cache import config_hash, file_sha256, get_or_build
-from transferlab.sources.training import source_trainer
+from transferlab.sources.cache import config_hash, ensure_entry, file_sha256
+from transferlab.sources.training import source_datamodule, source_trainer
 from transferlab.strategies.autoencoder import (
     DECODER_WEIGHTS,
     GRID_FILE,
@@ -91,14 +90,7 @@ def pretraining_images(
             val_per_class=target.get("val_per_class"), val_fraction=target.get("val_fraction")
         )
         split_seed = int(target.get("seed") or 0)
-    datamodule = ImageClassificationDataModule(
-        **data,
-        image_size=input_spec["image_size"],
-        channels=input_spec["channels"],
-        normalize=input_spec["normalize"],
-        seed=split_seed,
-    )
-    datamodule.setup("fit")
+    datamodule = source_datamodule(data, input_spec, split_seed)
     pool = datamodule.train_set.images
     fraction = float(source_cfg.get("holdout_fraction", 0.1))
     if not 0 < fraction < 1:
@@ -214,16 +206,13 @@ def ensure_autoencoder_source(
     """The cache entry of this autoencoder, trained first if missing: ``(entry, built_now)``."""
     identity = autoencoder_identity(source_cfg, model_cfg, input_spec)
     key = config_hash(identity)
-    entry = Path(source_cfg["cache_dir"]).expanduser() / f"autoencoder-{key}"
     log.info("source autoencoder-%s (%s, data=%s)", key, source_cfg.get("variant"), identity)
-
-    def build(weights_path: Path) -> dict[str, Any]:
-        log.info("building source autoencoder-%s: it is not cached yet", key)
-        meta = _train_autoencoder(
-            entry, weights_path, source_cfg, model_cfg, input_spec, backbone_kwargs
-        )
-        meta["key"] = key
-        meta["identity"] = identity
-        return meta
-
-    return get_or_build(entry, build)
+    return ensure_entry(
+        source_cfg["cache_dir"],
+        "autoencoder",
+        key,
+        identity,
+        lambda entry, weights: _train_autoencoder(
+            entry, weights, source_cfg, model_cfg, input_spec, backbone_kwargs
+        ),
+    )

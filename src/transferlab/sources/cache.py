@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+
+log = logging.getLogger(__name__)
 
 ENTRY_WEIGHTS = "backbone.safetensors"
 ENTRY_META = "source.json"
@@ -74,3 +77,22 @@ def get_or_build(entry: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[
         os.replace(tmp_weights, entry / ENTRY_WEIGHTS)
         atomic_write_text(entry / ENTRY_META, json.dumps(meta, indent=2, default=str))
         return entry, True
+
+
+def ensure_entry(
+    cache_dir: str | Path,
+    kind: str,
+    key: str,
+    identity: Mapping[str, Any],
+    train: Callable[[Path, Path], dict[str, Any]],
+) -> tuple[Path, bool]:
+    """The cache entry ``<cache_dir>/<kind>-<key>``, built first if missing or corrupt:
+    ``train(entry, weights_path)`` writes the weights and returns metadata, to which the key
+    and identity are added. Returns ``(entry, built_now)``."""
+    entry = Path(cache_dir).expanduser() / f"{kind}-{key}"
+
+    def build(weights_path: Path) -> dict[str, Any]:
+        log.info("building source %s-%s: it is not cached yet", kind, key)
+        return {**train(entry, weights_path), "key": key, "identity": dict(identity)}
+
+    return get_or_build(entry, build)

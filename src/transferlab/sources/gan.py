@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 from transferlab.data import ImageClassificationDataModule
 from transferlab.metrics import build_feature_extractor, image_quality
 from transferlab.models.generators import DCGANGenerator, Discriminator, check_generator_fits
-from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS, config_hash, get_or_build
+from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS, config_hash, ensure_entry
 from transferlab.sources.pretrain import DATA_KEYS, pretrain_identity
-from transferlab.sources.training import quiet_trainer
+from transferlab.sources.training import quiet_trainer, source_datamodule
 from transferlab.strategies.gan import (
     build_gan_networks,
     gan_module_from_cfg,
@@ -54,15 +54,7 @@ def gan_datamodule(
 ) -> ImageClassificationDataModule:
     """The images a GAN trains on (labels are ignored), preprocessed like the target's."""
     data_kwargs = {k: cfg[k] for k in DATA_KEYS if k in cfg and k != "augment"}
-    datamodule = ImageClassificationDataModule(
-        **data_kwargs,
-        image_size=input_spec["image_size"],
-        channels=input_spec["channels"],
-        normalize=input_spec["normalize"],
-        seed=seed,
-    )
-    datamodule.setup("fit")
-    return datamodule
+    return source_datamodule(data_kwargs, input_spec, seed)
 
 
 def gan_trainer(cfg: Mapping[str, Any], **kwargs: Any) -> L.Trainer:
@@ -162,17 +154,14 @@ def ensure_gan_source(
 
     check_discriminator_backbone(str(model_cfg["name"]))
     key = gan_source_key(source_cfg, model_cfg, input_spec)
-    entry = Path(source_cfg["cache_dir"]).expanduser() / f"gan-{key}"
     log.info("source gan-%s (%s classes %s)", key, source_cfg.get("dataset"), source_cfg["classes"])
-
-    def build(weights_path: Path) -> dict[str, Any]:
-        log.info("building source gan-%s: it is not cached yet", key)
-        meta = _train_gan_source(weights_path, entry, source_cfg, model_cfg, input_spec)
-        meta["key"] = key
-        meta["identity"] = pretrain_identity(source_cfg, model_cfg, input_spec)
-        return meta
-
-    return get_or_build(entry, build)
+    return ensure_entry(
+        source_cfg["cache_dir"],
+        "gan",
+        key,
+        pretrain_identity(source_cfg, model_cfg, input_spec),
+        lambda entry, weights: _train_gan_source(weights, entry, source_cfg, model_cfg, input_spec),
+    )
 
 
 def load_gan_source(

@@ -13,10 +13,9 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 
-from transferlab.data import ImageClassificationDataModule
 from transferlab.models import build_backbone
-from transferlab.sources.cache import config_hash, get_or_build
-from transferlab.sources.training import source_trainer
+from transferlab.sources.cache import config_hash, ensure_entry
+from transferlab.sources.training import source_datamodule, source_trainer
 from transferlab.strategies import ScratchModule
 
 log = logging.getLogger(__name__)
@@ -70,14 +69,7 @@ def _train_source(
     seed = int(source_cfg.get("seed", 0))
     L.seed_everything(seed, workers=True, verbose=False)
     data_kwargs = {k: source_cfg[k] for k in DATA_KEYS if k in source_cfg}
-    datamodule = ImageClassificationDataModule(
-        **data_kwargs,
-        image_size=input_spec["image_size"],
-        channels=input_spec["channels"],
-        normalize=input_spec["normalize"],
-        seed=seed,
-    )
-    datamodule.setup("fit")
+    datamodule = source_datamodule(data_kwargs, input_spec, seed)
     in_chans, height, _ = datamodule.input_shape
     backbone = build_backbone(
         model_cfg["name"],
@@ -122,19 +114,18 @@ def ensure_pretrain_source(
 ) -> tuple[Path, bool]:
     """The cache entry of this source, trained first if missing. Returns ``(entry, built_now)``."""
     key = pretrain_source_key(source_cfg, model_cfg, input_spec)
-    entry = Path(source_cfg["cache_dir"]).expanduser() / f"pretrain-{key}"
     log.info(
         "source pretrain-%s (%s classes %s)",
         key,
         source_cfg.get("dataset"),
         source_cfg.get("classes"),
     )
-
-    def build(weights_path: Path) -> dict[str, Any]:
-        log.info("building source pretrain-%s: it is not cached yet", key)
-        meta = _train_source(weights_path, source_cfg, model_cfg, input_spec, backbone_kwargs)
-        meta["key"] = key
-        meta["identity"] = pretrain_identity(source_cfg, model_cfg, input_spec)
-        return meta
-
-    return get_or_build(entry, build)
+    return ensure_entry(
+        source_cfg["cache_dir"],
+        "pretrain",
+        key,
+        pretrain_identity(source_cfg, model_cfg, input_spec),
+        lambda entry, weights: _train_source(
+            weights, source_cfg, model_cfg, input_spec, backbone_kwargs
+        ),
+    )

@@ -1,4 +1,5 @@
-"""The Lightning Trainer every source build uses: one device, quiet, no sanity check."""
+"""What every source build shares: a quiet one-device Trainer and the data module of its
+images, preprocessed like the target's."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+
+from transferlab.data import ImageClassificationDataModule
 
 
 def quiet_trainer(
@@ -37,3 +40,19 @@ def source_trainer(
         limit_train_batches=cfg.get("limit_train_batches") or 1.0,
         **kwargs,
     )
+
+
+def source_datamodule(
+    data_kwargs: Mapping[str, Any], input_spec: Mapping[str, Any], seed: int
+) -> ImageClassificationDataModule:
+    """The data module of a source's images (``data_kwargs``: data set, classes, budget, ...),
+    at the target's image size, channels and normalisation, set up for fitting."""
+    datamodule = ImageClassificationDataModule(
+        **data_kwargs,
+        image_size=input_spec["image_size"],
+        channels=input_spec["channels"],
+        normalize=input_spec["normalize"],
+        seed=seed,
+    )
+    datamodule.setup("fit")
+    return datamodule
