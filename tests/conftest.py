@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from transferlab.config import config_dir, register_resolvers  # noqa: E402
+from transferlab.core.config import config_dir, register_resolvers  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

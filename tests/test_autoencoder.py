@@ -11,19 +11,23 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from transferlab.errors import ConfigError, DivergenceError
+from transferlab.core.errors import ConfigError, DivergenceError
+from transferlab.core.store import config_hash
 from transferlab.models import AE_ENCODERS, Backbone, build_autoencoder, build_backbone
-from transferlab.pipeline import run_training, to_plain
-from transferlab.sources import ensure_cached_source, prepare_backbone
-from transferlab.sources.autoencoder import autoencoder_identity, pretraining_images
-from transferlab.sources.cache import config_hash
-from transferlab.strategies.autoencoder import (
-    DECODER_WEIGHTS,
+from transferlab.modules.autoencoder import (
     GRID_FILE,
     AutoencoderModule,
     masked_mse,
     patch_mask,
 )
+from transferlab.modules.callbacks import DivergenceGuard
+from transferlab.sources import ensure_cached_source, prepare_backbone
+from transferlab.sources.autoencoder import (
+    DECODER_WEIGHTS,
+    autoencoder_identity,
+    pretraining_images,
+)
+from transferlab.tasks import run_training, to_plain
 
 DIGITS_SPEC = {"channels": 1, "image_size": 8, "normalize": "data"}
 # a small, quick autoencoder source on digits 0-4 shared by the tests below (session cache)
@@ -122,7 +126,11 @@ def test_variants_corrupt_the_input_as_configured() -> None:
 def test_non_finite_loss_stops_pretraining() -> None:
     images = torch.full((8, 1, 8, 8), float("nan"))
     trainer = L.Trainer(
-        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[DivergenceGuard("autoencoder pretraining", "the reconstruction loss")],
     )
     with pytest.raises(DivergenceError, match="autoencoder pretraining diverged"):
         trainer.fit(_tiny_module(), DataLoader(TensorDataset(images), batch_size=4))
@@ -182,14 +190,13 @@ def test_target_pool_never_uses_target_validation_or_test_images(make_cfg) -> No
 
 
 def test_divergence_keeps_the_last_good_checkpoint(make_cfg, monkeypatch, tmp_path) -> None:
-    original = AutoencoderModule.on_train_batch_end
+    original = AutoencoderModule.training_step
 
-    def blow_up_in_epoch_two(self, outputs, batch, batch_idx):
-        if self.current_epoch == 1:
-            outputs = torch.tensor(float("inf"))
-        original(self, outputs, batch, batch_idx)
+    def blow_up_in_epoch_two(self, batch, batch_idx):
+        loss = original(self, batch, batch_idx)
+        return loss * float("inf") if self.current_epoch == 1 else loss
 
-    monkeypatch.setattr(AutoencoderModule, "on_train_batch_end", blow_up_in_epoch_two)
+    monkeypatch.setattr(AutoencoderModule, "training_step", blow_up_in_epoch_two)
     source, model = _ae_source(make_cfg, "source.max_epochs=2", "source.limit_train_batches=2")
     source["cache_dir"] = str(tmp_path / "cache")
     with pytest.raises(DivergenceError) as info:

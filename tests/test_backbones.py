@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from transferlab.errors import ConfigError, SourceError
+from transferlab.core.errors import ConfigError, SourceError
 from transferlab.models import (
     Backbone,
     LinearHead,

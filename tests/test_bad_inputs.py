@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from transferlab.cli import eval_main, train_main
 from transferlab.models import build_backbone
-from transferlab.pipeline import run_training
+from transferlab.tasks import run_training
 
 TIME_BOUND_S = 60  # generous for a 2-core CI machine; most cases fail in about a second
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

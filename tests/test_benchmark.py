@@ -15,11 +15,11 @@ import torch.nn.functional as F
 
 from transferlab.bench.settings import PRESETS, preset
 from transferlab.commands import main
+from transferlab.core.errors import ConfigError
 from transferlab.data.augment import BatchAugment
-from transferlab.errors import ConfigError
 from transferlab.models import build_backbone
-from transferlab.perf import apply_perf, wants_channels_last
-from transferlab.pipeline import run_training
+from transferlab.modules.perf import apply_perf, wants_channels_last
+from transferlab.tasks import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 ROW_FIELDS = (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from transferlab.core.errors import ConfigError, DataError
 from transferlab.data import load_dataset, make_splits, remap_labels, resolve_classes
-from transferlab.errors import ConfigError, DataError
 
 FASHION = [
     "T-shirt/top",

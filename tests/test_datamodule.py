@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from test_datasets import needs_fashion, write_digit_folder
 
+from transferlab.core.errors import ConfigError
 from transferlab.data import BatchAugment, ImageClassificationDataModule, load_dataset
 from transferlab.data.batching import TensorBatchDataset
-from transferlab.errors import ConfigError
 
 
 def digits_dm(**kwargs) -> ImageClassificationDataModule:

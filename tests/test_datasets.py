@@ -12,9 +12,9 @@ import torch
 import torchvision.datasets
 from PIL import Image
 
+from transferlab.core.errors import ConfigError, DataError
 from transferlab.data import available_datasets, load_dataset
 from transferlab.data.fashion_mnist import DEFAULT_DIR, FILES
-from transferlab.errors import ConfigError, DataError
 
 needs_fashion = pytest.mark.skipif(
     not (DEFAULT_DIR / f"{FILES[0]}.gz").is_file(),

@@ -11,15 +11,15 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from transferlab.core.errors import ConfigError, DivergenceError, SourceError
 from transferlab.data import ImageClassificationDataModule
-from transferlab.errors import ConfigError, DivergenceError, SourceError
-from transferlab.metrics import build_feature_extractor
 from transferlab.models import DCGANGenerator, build_discriminator
 from transferlab.models.generators import check_generator_fits, generator_layout
-from transferlab.pipeline import run_training
+from transferlab.modules.gan import GAN_LOSSES, GANModule, build_gan_networks
 from transferlab.sources import ensure_cached_source
+from transferlab.sources.fid import build_feature_extractor
 from transferlab.sources.gan import GENERATOR_WEIGHTS, HEAD_WEIGHTS, SAMPLES
-from transferlab.strategies.gan import GAN_LOSSES, GANModule, build_gan_networks
+from transferlab.tasks import run_training
 
 MODEL = {"name": "small_cnn", "small_input": None, "min_input_size": 4, "width": 8}
 SPEC = {"channels": 1, "image_size": 8, "normalize": "data"}

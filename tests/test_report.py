@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from transferlab.commands import main
-from transferlab.errors import ConfigError
+from transferlab.core.errors import ConfigError
 from transferlab.report import aggregate, build_report, get_key, load_runs, paired_comparisons
 from transferlab.report.tables import pivot, pivot_markdown
 
@@ -37,7 +37,7 @@ def write_run(
     details: bool = False,
     strategy_cfg: dict[str, Any] | None = None,
 ) -> Path:
-    """One ``<root>/<name>/results.json`` shaped like ``transferlab.results.write_results``."""
+    """One ``<root>/<name>/results.json`` shaped like ``transferlab.core.results.write_results``."""
     mode = mode if mode is not None else ("full" if strategy == "finetune" else None)
     record: dict[str, Any] = {
         "schema": 1,

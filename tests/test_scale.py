@@ -13,8 +13,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from transferlab import distributed
-from transferlab.config import RUN_ID_ENV, available_options, run_id, share_run_id
+from transferlab.core.config import RUN_ID_ENV, available_options, run_id, share_run_id
+from transferlab.tasks import distributed
 
 REPO = Path(__file__).resolve().parents[1]
 # a tiny transfer run: 2-epoch source, 2 target epochs (the plumbing, not the accuracy)
@@ -108,7 +108,7 @@ def test_run_id_and_rank_log_reach_child_processes(monkeypatch) -> None:
     shared = share_run_id()
     assert shared == run_id()
     child = subprocess.run(
-        [sys.executable, "-c", "from transferlab.config import run_id; print(run_id())"],
+        [sys.executable, "-c", "from transferlab.core.config import run_id; print(run_id())"],
         env={**os.environ},
         capture_output=True,
         text=True,

@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from transferlab.errors import CheckpointError, SourceError
+from transferlab.core.errors import CheckpointError, SourceError
 from transferlab.models import build_backbone
 from transferlab.sources import prepare_backbone, pretrain_source_key
 from transferlab.sources.cache import ENTRY_WEIGHTS
-from transferlab.sources.checkpoint import apply_backbone_state, load_backbone_state
+from transferlab.sources.weights import apply_backbone_state, load_backbone_state
 
 SPEC = {"channels": 1, "image_size": 8, "normalize": "data"}
 MODEL = {

@@ -7,13 +7,13 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from transferlab.core.errors import ConfigError
 from transferlab.data import ImageClassificationDataModule
-from transferlab.errors import ConfigError
 from transferlab.models import build_backbone
-from transferlab.pipeline import source_kind_for
-from transferlab.strategies import FinetuneModule, ScratchModule, build_strategy
-from transferlab.strategies.freezing import count_frozen
-from transferlab.strategies.optim import build_optimizer, build_scheduler
+from transferlab.modules import FinetuneModule, ScratchModule, build_strategy
+from transferlab.modules.freezing import count_frozen
+from transferlab.modules.optim import build_optimizer, build_scheduler
+from transferlab.tasks.classify import source_kind_for
 
 
 @pytest.fixture(scope="module")

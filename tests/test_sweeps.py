@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from transferlab.sweeps import find_finished, run_hash
+from transferlab.core.results import run_hash
+from transferlab.tasks.resume import find_finished
 
 REPO = Path(__file__).resolve().parents[1]
 

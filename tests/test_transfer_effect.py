@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from transferlab.pipeline import run_training
+from transferlab.tasks import run_training
 
 SEEDS = (0, 1, 2)
 SETUP = (

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from transferlab.core.errors import ConfigError, DataError, SourceError
 from transferlab.data.digits import load_digits_data
-from transferlab.errors import ConfigError, DataError, SourceError
 from transferlab.zeroshot.leakage import check_source_config, check_source_record
 from transferlab.zeroshot.methods import ClassSet, build_method
 from transferlab.zeroshot.methods.eszsl import eszsl_weights
@@ -226,14 +225,15 @@ def test_leakage_guard_refuses_sources_that_saw_unseen_classes(tmp_path) -> None
             check_source_config({"name": kind}, "digits", unseen, DIGITS, False)
         check_source_config({"name": kind}, "digits", unseen, DIGITS, allow_unverified=True)
     # after loading: the classes the cache entry recorded are checked too
-    entry = tmp_path / "pretrain-abc"
-    entry.mkdir()
-    (entry / "source.json").write_text(json.dumps({"dataset": "digits", "classes_seen": [0, 7]}))
-    info = {"source": "pretrain", "source_dir": str(entry)}
+    info = {"source": "pretrain", "source_dataset": "digits", "source_classes_seen": [0, 7]}
     with pytest.raises(SourceError, match=r"unseen class\(es\) '7'"):
         check_source_record(info, "digits", unseen, DIGITS, allow_unverified=False)
-    (entry / "source.json").write_text(json.dumps({"dataset": "digits", "classes_seen": [0, 1]}))
+    info["source_classes_seen"] = [0, 1]
     assert check_source_record(info, "digits", unseen, DIGITS, allow_unverified=False)
+    with pytest.raises(SourceError, match="cannot verify"):  # seen on another data set
+        check_source_record(
+            {**info, "source_dataset": "fashion_mnist"}, "digits", unseen, DIGITS, False
+        )
     assert check_source_record({"source": "random"}, "digits", unseen, DIGITS, False)
 
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from transferlab.errors import SourceError
-from transferlab.pipeline import run_training
+from transferlab.core.errors import SourceError
+from transferlab.tasks import run_training
 from transferlab.zeroshot.methods.clip import load_open_clip
 
 ZSL_METRICS = {

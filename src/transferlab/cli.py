@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from transferlab.config import (
+from transferlab.core.config import (
     CONFIG_GROUPS,
     available_options,
     config_dir,
@@ -21,10 +21,12 @@ from transferlab.config import (
     register_resolvers,
     share_run_id,
 )
-from transferlab.distributed import is_global_zero, rank_child_overrides
-from transferlab.errors import ConfigError, TransferlabError
-from transferlab.results import read_results, run_identity, write_results
-from transferlab.sweeps import checkpoint_run_hash, find_finished, resumable_checkpoint, run_hash
+from transferlab.core.errors import ConfigError, TransferlabError
+from transferlab.core.results import read_results, run_hash, run_identity, write_results
+from transferlab.tasks import run_evaluation, run_training, to_plain
+from transferlab.tasks.checkpoints import checkpoint_run_hash
+from transferlab.tasks.distributed import is_global_zero, rank_child_overrides
+from transferlab.tasks.resume import find_finished, resumable_checkpoint
 
 log = logging.getLogger("transferlab")
 register_resolvers()
@@ -116,8 +118,6 @@ def _record_failure(cfg: DictConfig, output_dir: Path, err: BaseException) -> No
         "run_hash": run_hash(cfg),
         "metrics": {},
     }
-    from transferlab.pipeline import to_plain
-
     try:
         plain = to_plain(cfg)
         record["identity"] = run_identity(plain, {"source": plain["source"].get("name")})
@@ -178,13 +178,9 @@ def _main(config_name: str, task: Callable[[DictConfig, Path], dict[str, Any]]) 
 
 def train_main() -> None:
     """``python train.py [overrides]``: train and test one configuration (or a multirun)."""
-    from transferlab.pipeline import run_training
-
     _main("train", run_training)
 
 
 def eval_main() -> None:
     """``python eval.py ckpt_path=...``: evaluate a checkpoint on the target test split."""
-    from transferlab.pipeline import run_evaluation
-
     _main("eval", run_evaluation)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from transferlab.errors import ConfigError, TransferlabError
+from transferlab.core.errors import ConfigError, TransferlabError
 
 EXIT_USER_ERROR = 2
 
@@ -127,7 +127,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from transferlab.export import export_safetensors
+    from transferlab.tasks.export import export_safetensors
 
     print(f"exported: {export_safetensors(args.checkpoint, args.out)}")
     return 0

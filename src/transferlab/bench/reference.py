@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from transferlab.strategies.optim import build_optimizer, build_scheduler
+from transferlab.modules.optim import build_optimizer, build_scheduler
 
 
 def autocast(precision: str) -> contextlib.AbstractContextManager:

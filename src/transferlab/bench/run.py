@@ -26,6 +26,7 @@ from transferlab.bench.stack import (
     workload_overrides,
 )
 from transferlab.bench.timing import PeakRSS, max_rss_bytes, median
+from transferlab.tasks import run_training
 
 Progress = Callable[[str], None]
 FP32, BF16 = "32-true", "bf16-mixed"
@@ -224,8 +225,6 @@ def recipe_run(
     overrides: list[str], work_dir: Path, targets: tuple[float, ...], every: int
 ) -> dict[str, Any]:
     """One ``run_training`` of a recipe with :class:`TimeToAccuracy` attached."""
-    from transferlab.pipeline import run_training
-
     work_dir.mkdir(parents=True, exist_ok=True)
     out = work_dir / "time_to_accuracy.json"
     cfg = compose_train_config(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from transferlab.errors import ConfigError
+from transferlab.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

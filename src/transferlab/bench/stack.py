@@ -1,4 +1,4 @@
-"""Our stack, piece by piece as ``pipeline.run_training`` assembles it: composed config, data
+"""Our stack, piece by piece as the ``classify`` task assembles it: composed config, data
 module, backbone, strategy, and the Trainer with the configured callbacks and logger."""
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from transferlab.bench.timing import BatchTimer
-from transferlab.config import config_dir, register_resolvers
+from transferlab.core.config import config_dir, register_resolvers
+from transferlab.core.specs import InputRequirement
 from transferlab.data import ImageClassificationDataModule
-from transferlab.perf import apply_perf, wants_channels_last
-from transferlab.pipeline import build_trainer, make_datamodule, to_plain
-from transferlab.sources import prepare_backbone
-from transferlab.strategies import ClassifierModule, build_strategy
+from transferlab.data.target import target_datamodule
+from transferlab.modules import ClassifierModule, build_strategy
+from transferlab.modules.perf import apply_perf, wants_channels_last
+from transferlab.sources import make_source
+from transferlab.tasks.context import build_trainer, to_plain
 
 
 def compose_train_config(overrides: Sequence[str], work_dir: str | Path) -> DictConfig:
@@ -75,8 +77,10 @@ class Workload:
             self.datamodule, self.spec = share_data_of.datamodule, share_data_of.spec
             return
         model_cfg = self.plain["model"]
-        self.datamodule, self.spec = make_datamodule(
-            self.plain["data"], self.plain.get("seed"), "none", int(model_cfg["min_input_size"])
+        self.datamodule, self.spec = target_datamodule(
+            self.plain["data"],
+            self.plain.get("seed"),
+            InputRequirement(min_size=int(model_cfg["min_input_size"])),
         )
 
     @property
@@ -86,12 +90,13 @@ class Workload:
     def fresh_module(self, seed: int = 0) -> ClassifierModule:
         """The strategy module, initialised from ``seed`` (the same weights every call)."""
         L.seed_everything(seed, verbose=False)
-        backbone, _ = prepare_backbone({"name": "none"}, self.plain["model"], self.spec)
+        backbone = make_source({"name": "none"}).build(self.plain["model"], self.spec)
         module = build_strategy(
             self.plain["strategy"],
             backbone,
             self.datamodule.num_classes,
             class_names=self.datamodule.class_names,
+            input_shape=self.spec.shape,
         )
         apply_perf(self.plain.get("perf"), module)
         return module

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferlab.errors import ConfigError
+from transferlab.core.errors import ConfigError
 
 
 class BatchAugment(nn.Module):

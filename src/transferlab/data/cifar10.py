@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transferlab.core.errors import DataError
 from transferlab.data.image_data import ImageData, data_cache_dir, is_offline
-from transferlab.errors import DataError
 
 BATCHES_DIR = "cifar-10-batches-py"
 OFFLINE_HINT = (

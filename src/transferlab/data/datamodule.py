@@ -11,13 +11,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from transferlab.core.errors import ConfigError
 from transferlab.data.augment import BatchAugment
 from transferlab.data.batching import TensorBatchDataset, keep_batch
 from transferlab.data.datasets import ImageData, dataset_options, load_dataset
 from transferlab.data.preprocess import imagenet_stats, normalize_, pool_stats, to_float
 from transferlab.data.shift import parse_shift
 from transferlab.data.splits import SplitIndices, make_splits, remap_labels, resolve_classes
-from transferlab.errors import ConfigError
 
 NORMALIZE_CHOICES = ("data", "imagenet", None)
 AUGMENT_KEYS = ("hflip", "crop_padding", "noise_std")

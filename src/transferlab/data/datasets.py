@@ -6,35 +6,32 @@ import inspect
 import os
 from collections.abc import Callable
 
+from transferlab.core.errors import ConfigError
+from transferlab.core.registry import Registry
 from transferlab.data.cifar10 import load_cifar10
 from transferlab.data.digits import load_digits_data
 from transferlab.data.fashion_mnist import load_fashion_mnist
 from transferlab.data.image_data import ImageData
 from transferlab.data.image_folder import load_image_folder
-from transferlab.errors import ConfigError
 
 __all__ = ["ImageData", "available_datasets", "dataset_options", "load_dataset"]
 
 Loader = Callable[..., ImageData]
 
-DATASETS: dict[str, Loader] = {
-    "digits": load_digits_data,
-    "fashion_mnist": load_fashion_mnist,
-    "cifar10": load_cifar10,
-    "image_folder": load_image_folder,
-}
+DATASETS: Registry[Loader] = Registry("data set")
+DATASETS.register("digits", load_digits_data)
+DATASETS.register("fashion_mnist", load_fashion_mnist)
+DATASETS.register("cifar10", load_cifar10)
+DATASETS.register("image_folder", load_image_folder)
 
 
 def available_datasets() -> list[str]:
     """Names accepted by :func:`load_dataset` (and ``data.dataset``)."""
-    return sorted(DATASETS)
+    return DATASETS.names()
 
 
 def _loader(name: str) -> Loader:
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in DATASETS:
-        raise ConfigError(f"unknown data set {name!r}; valid: {', '.join(available_datasets())}")
-    return DATASETS[key]
+    return DATASETS.get(str(name).strip().lower().replace("-", "_"))
 
 
 def dataset_options(name: str) -> list[str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
+from transferlab.core.errors import DataError
 from transferlab.data.idx import read_idx
 from transferlab.data.image_data import ImageData, data_cache_dir, is_offline
-from transferlab.errors import DataError
 
 ENV_VAR = "TRANSFERLAB_FASHION_MNIST"
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")

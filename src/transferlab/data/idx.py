@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferlab.errors import DataError
+from transferlab.core.errors import DataError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _UBYTE = 0x08

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from transferlab.core.errors import ConfigError, DataError
 from transferlab.data.image_data import ImageData
 from transferlab.data.splits import stratified_holdout
-from transferlab.errors import ConfigError, DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")

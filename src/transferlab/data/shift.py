@@ -16,7 +16,7 @@ import torch
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from transferlab.errors import ConfigError
+from transferlab.core.errors import ConfigError
 
 SHIFT_KEYS = ("invert", "noise_std", "rotate", "blur_sigma", "seed")
 

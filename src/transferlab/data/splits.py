@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from transferlab.errors import ConfigError, DataError
+from transferlab.core.errors import ConfigError, DataError
 
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
 

@@ -3,8 +3,8 @@
 from transferlab.metrics.fid import (
     FID_EXTRACTORS,
     FeatureExtractor,
-    build_feature_extractor,
+    InceptionFeatures,
     image_quality,
 )
 
-__all__ = ["FID_EXTRACTORS", "FeatureExtractor", "build_feature_extractor", "image_quality"]
+__all__ = ["FID_EXTRACTORS", "FeatureExtractor", "InceptionFeatures", "image_quality"]

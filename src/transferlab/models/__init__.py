@@ -3,6 +3,7 @@
 from transferlab.models.backbones import (
     Backbone,
     available_backbones,
+    backbone_kwargs,
     build_backbone,
     imagenet_weights_info,
     register_backbone,
@@ -31,6 +32,7 @@ __all__ = [
     "LinearHead",
     "MirrorDecoder",
     "available_backbones",
+    "backbone_kwargs",
     "build_autoencoder",
     "build_backbone",
     "build_discriminator",

@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from transferlab.errors import ConfigError, SourceError
+from transferlab.core.errors import ConfigError, SourceError
+from transferlab.core.registry import Registry
 
 __all__ = [
     "Backbone",
@@ -85,7 +86,7 @@ class Backbone(nn.Module):
 # --------------------------------------------------------------------------- registry
 
 Builder = Callable[..., Backbone]
-_BUILDERS: dict[str, Builder] = {}
+BACKBONES: Registry[Builder] = Registry("backbone")
 _WEIGHTS_INFO: dict[str, Callable[..., dict[str, Any]]] = {}
 _BUILDER_ARGS = ("in_chans", "input_size", "small_input", "pretrained")
 
@@ -100,9 +101,7 @@ def register_backbone(
     """
 
     def decorator(fn: Builder) -> Builder:
-        if name in _BUILDERS:
-            raise ValueError(f"backbone '{name}' is already registered")
-        _BUILDERS[name] = fn
+        BACKBONES.register(name, fn)
         if weights_info is not None:
             _WEIGHTS_INFO[name] = weights_info
         return fn
@@ -112,13 +111,11 @@ def register_backbone(
 
 def available_backbones() -> list[str]:
     """Names accepted by :func:`build_backbone`, sorted."""
-    return sorted(_BUILDERS)
+    return BACKBONES.names()
 
 
 def _builder(name: str) -> Builder:
-    if name not in _BUILDERS:
-        raise ConfigError(f"unknown backbone '{name}'; valid: {', '.join(available_backbones())}")
-    return _BUILDERS[name]
+    return BACKBONES.get(name)
 
 
 def _accepted_options(fn: Builder) -> list[str]:
@@ -134,6 +131,15 @@ def _check_options(name: str, kwargs: Mapping[str, Any]) -> None:
             f"backbone '{name}' got unknown option(s) {', '.join(unknown)}; "
             f"accepted: {', '.join(accepted) or 'none'}"
         )
+
+
+# model config keys that are not builder keyword arguments
+MODEL_META_KEYS = ("name", "small_input", "min_input_size")
+
+
+def backbone_kwargs(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The model config's builder keyword arguments (everything but name and input options)."""
+    return {k: v for k, v in model_cfg.items() if k not in MODEL_META_KEYS}
 
 
 def build_backbone(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from transferlab.errors import ConfigError
+from transferlab.core.errors import ConfigError
 from transferlab.models.backbones import Backbone
 
 __all__ = [

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferlab.errors import ConfigError
+from transferlab.core.errors import ConfigError
 from transferlab.models.backbones import Backbone, build_backbone
 
 # Backbones that can serve as a GAN discriminator trunk: small, trained from scratch, no

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transferlab.errors import ConfigError
+from transferlab.core.errors import ConfigError
 
 
 class LinearHead(nn.Module):

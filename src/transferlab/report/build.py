@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from transferlab.errors import ConfigError
+from transferlab.core.errors import ConfigError
 from transferlab.report import plots, tables
 from transferlab.report.runs import (
     PATH_KEY,

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from transferlab.errors import ConfigError
+from transferlab.core.errors import ConfigError
 
 log = logging.getLogger("transferlab.report")
 

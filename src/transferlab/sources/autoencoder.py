@@ -11,6 +11,7 @@ the trivial baseline (predicting the mean training image). The entry holds the e
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -21,22 +22,26 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
+from transferlab.core.checkpoint import read_checkpoint
+from transferlab.core.errors import ConfigError, DivergenceError, SourceError
+from transferlab.core.store import file_sha256
 from transferlab.data.batching import TensorBatchDataset, keep_batch
-from transferlab.errors import ConfigError, DivergenceError
-from transferlab.models import build_backbone
+from transferlab.models import Backbone
 from transferlab.models.decoders import build_autoencoder
-from transferlab.sources.cache import config_hash, ensure_entry, file_sha256
-from transferlab.sources.training import source_datamodule, source_trainer
-from transferlab.strategies.autoencoder import (
-    DECODER_WEIGHTS,
+from transferlab.modules.autoencoder import (
     GRID_FILE,
     AutoencoderModule,
+    SourceAutoencoder,
     reconstruction_errors,
     save_reconstruction_grid,
 )
+from transferlab.modules.callbacks import DivergenceGuard
+from transferlab.sources.base import CachedSource, register_source
+from transferlab.sources.cache import ENTRY_META
+from transferlab.sources.training import SOURCE_LR_HINT, source_datamodule, source_trainer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ NON_IDENTITY_KEYS = ("name", "cache_dir", "accelerator")
 SOURCE_DATA_KEYS = ("dataset", "root", "download", "dataset_kwargs", "classes")
 MODULE_KEYS = ("variant", "noise", "noise_std", "drop_prob", "mask_ratio", "patch_size")
 FORMAT_VERSION = 1
+DECODER_WEIGHTS = "decoder.safetensors"
 NO_LABEL = -1  # the pretraining images carry no labels
 
 
@@ -118,26 +124,72 @@ def _loader(images: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> 
     )
 
 
-def _train_autoencoder(
+@register_source("autoencoder")
+class AutoencoderSource(CachedSource):
+    """An autoencoder (plain, denoising or masked) pretrained on unlabelled images; its
+    encoder is the backbone, and it hands its decoder to the target module."""
+
+    def identity(
+        self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return autoencoder_identity(self.cfg, model_cfg, input_spec)
+
+    def check(self, model_cfg: Mapping[str, Any]) -> None:
+        data_mode(self.cfg)
+
+    def describe(self) -> str:
+        return f"{self.cfg.get('variant')}, data={self.cfg.get('data', 'source')}"
+
+    def train(
+        self,
+        entry: Path,
+        weights_path: Path,
+        model_cfg: Mapping[str, Any],
+        input_spec: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        return train_autoencoder(self, entry, weights_path, model_cfg, input_spec)
+
+    def extras(
+        self, info: Mapping[str, Any], backbone: Backbone, input_spec: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return {"source_autoencoder": load_source_autoencoder(Path(info["source_dir"]))}
+
+
+def load_source_autoencoder(entry: Path) -> SourceAutoencoder:
+    """The decoder, mean image and held-out errors of a built autoencoder entry."""
+    meta = json.loads((entry / ENTRY_META).read_text())
+    decoder_file = entry / DECODER_WEIGHTS
+    if not decoder_file.is_file() or meta.get("decoder_sha256") != file_sha256(decoder_file):
+        raise SourceError(
+            f"autoencoder source {entry} has a missing or corrupt {DECODER_WEIGHTS}; "
+            "delete the entry and run again to rebuild it"
+        )
+    state = load_file(str(decoder_file))
+    mean_image = state.pop("mean_image")
+    return SourceAutoencoder(
+        decoder_state=state,
+        mean_image=mean_image,
+        holdout_recon_loss=meta.get("holdout_recon_loss"),
+        holdout_mean_image_loss=meta.get("holdout_mean_image_loss"),
+    )
+
+
+def train_autoencoder(
+    source: AutoencoderSource,
     entry: Path,
     weights_path: Path,
-    source_cfg: Mapping[str, Any],
     model_cfg: Mapping[str, Any],
     input_spec: Mapping[str, Any],
-    backbone_kwargs: Mapping[str, Any],
 ) -> dict[str, Any]:
+    """Pretrain the autoencoder, keep the best epoch on the held-out images, write the encoder
+    to ``weights_path`` and the decoder, mean image and a reconstruction grid into ``entry``."""
     started = time.time()
+    source_cfg = source.cfg
     seed = int(source_cfg.get("seed", 0))
     train_images, held_images, info = pretraining_images(source_cfg, input_spec)
     L.seed_everything(seed, workers=True, verbose=False)
     shape = tuple(int(s) for s in train_images.shape[1:])
-    backbone = build_backbone(
-        model_cfg["name"],
-        in_chans=shape[0],
-        input_size=shape[1],
-        small_input=model_cfg.get("small_input"),
-        **backbone_kwargs,
-    )
+    backbone = source.build(model_cfg, {"channels": shape[0], "image_size": shape[1]})
     mean_image = train_images.mean(dim=0)
     module = AutoencoderModule(
         build_autoencoder(backbone, shape),
@@ -152,7 +204,8 @@ def _train_autoencoder(
     checkpoint = ModelCheckpoint(
         dirpath=checkpoints, monitor="val/recon_loss", mode="min", save_last=True
     )
-    trainer = source_trainer(source_cfg, [checkpoint])
+    guard = DivergenceGuard("autoencoder pretraining", "the reconstruction loss", SOURCE_LR_HINT)
+    trainer = source_trainer(source_cfg, [checkpoint], guard=guard)
     try:
         trainer.fit(
             module,
@@ -164,7 +217,7 @@ def _train_autoencoder(
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no epoch finished"
         raise DivergenceError(f"{err}; {kept}") from None
     if checkpoint.best_model_path:
-        payload = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        payload = read_checkpoint(checkpoint.best_model_path)
         module.load_state_dict(payload["state_dict"])
     autoencoder = module.autoencoder.cpu()
     errors = reconstruction_errors(autoencoder, held_images, mean_image)
@@ -195,24 +248,3 @@ def _train_autoencoder(
         "decoder_sha256": file_sha256(entry / DECODER_WEIGHTS),
         "build_seconds": round(time.time() - started, 2),
     }
-
-
-def ensure_autoencoder_source(
-    source_cfg: Mapping[str, Any],
-    model_cfg: Mapping[str, Any],
-    input_spec: Mapping[str, Any],
-    backbone_kwargs: Mapping[str, Any],
-) -> tuple[Path, bool]:
-    """The cache entry of this autoencoder, trained first if missing: ``(entry, built_now)``."""
-    identity = autoencoder_identity(source_cfg, model_cfg, input_spec)
-    key = config_hash(identity)
-    log.info("source autoencoder-%s (%s, data=%s)", key, source_cfg.get("variant"), identity)
-    return ensure_entry(
-        source_cfg["cache_dir"],
-        "autoencoder",
-        key,
-        identity,
-        lambda entry, weights: _train_autoencoder(
-            entry, weights, source_cfg, model_cfg, input_spec, backbone_kwargs
-        ),
-    )

@@ -19,17 +19,26 @@ import lightning as L
 import torch
 from safetensors.torch import load_file, save_file
 
+from transferlab.core.checkpoint import cpu_state
+from transferlab.core.store import config_hash
 from transferlab.data import ImageClassificationDataModule
-from transferlab.metrics import build_feature_extractor, image_quality
-from transferlab.models.generators import DCGANGenerator, Discriminator, check_generator_fits
-from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS, config_hash, ensure_entry
-from transferlab.sources.pretrain import DATA_KEYS, pretrain_identity
-from transferlab.sources.training import quiet_trainer, source_datamodule
-from transferlab.strategies.gan import (
+from transferlab.metrics import image_quality
+from transferlab.models.generators import (
+    DCGANGenerator,
+    Discriminator,
+    check_discriminator_backbone,
+    check_generator_fits,
+)
+from transferlab.modules.gan import (
     build_gan_networks,
     gan_module_from_cfg,
     recalibrate_batchnorm,
 )
+from transferlab.sources.base import CachedSource, register_source
+from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS
+from transferlab.sources.fid import build_feature_extractor
+from transferlab.sources.pretrain import DATA_KEYS, pretrain_identity
+from transferlab.sources.training import quiet_trainer, source_datamodule
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +67,8 @@ def gan_datamodule(
 
 
 def gan_trainer(cfg: Mapping[str, Any], **kwargs: Any) -> L.Trainer:
-    """A quiet Trainer for building a GAN source or an extractor (no logger, no validation)."""
+    """A quiet Trainer for building a GAN source (no logger, no validation; the GAN module
+    checks its losses before each optimizer step)."""
     return quiet_trainer(
         accelerator=cfg.get("accelerator", "cpu"),
         enable_checkpointing=False,
@@ -74,13 +84,41 @@ def real_images(datamodule: ImageClassificationDataModule, n: int, seed: int) ->
     return images[order[:n]]
 
 
-def _train_gan_source(
-    weights_path: Path,
-    entry: Path,
+@register_source("gan")
+class GanSource(CachedSource):
+    """A GAN trained on ``source.dataset``'s ``source.classes`` images (labels unused); its
+    discriminator trunk is the backbone."""
+
+    def identity(
+        self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return pretrain_identity(self.cfg, model_cfg, input_spec)
+
+    def key(self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]) -> str:
+        return gan_source_key(self.cfg, model_cfg, input_spec)
+
+    def check(self, model_cfg: Mapping[str, Any]) -> None:
+        check_discriminator_backbone(str(model_cfg["name"]))
+
+    def train(
+        self,
+        entry: Path,
+        weights_path: Path,
+        model_cfg: Mapping[str, Any],
+        input_spec: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        return train_gan_source(self.cfg, entry, weights_path, model_cfg, input_spec)
+
+
+def train_gan_source(
     source_cfg: Mapping[str, Any],
+    entry: Path,
+    weights_path: Path,
     model_cfg: Mapping[str, Any],
     input_spec: Mapping[str, Any],
 ) -> dict[str, Any]:
+    """Train the GAN; write the discriminator trunk to ``weights_path`` and the generator,
+    discriminator head and a sample grid into ``entry``; return its metadata (FID/KID)."""
     started = time.time()
     seed = int(source_cfg.get("seed", 0))
     L.seed_everything(seed, workers=True, verbose=False)
@@ -111,9 +149,9 @@ def _train_gan_source(
     module.cpu()
     trained = image_quality(extractor, real, module.sample(len(real), seed=seed))
     recalibrate_batchnorm(discriminator.trunk, datamodule.train_set.images)
-    save_file(_state(discriminator.trunk), str(weights_path))
-    save_file(_state(discriminator.head), str(entry / HEAD_WEIGHTS))
-    save_file(_state(generator), str(entry / GENERATOR_WEIGHTS))
+    save_file(cpu_state(discriminator.trunk), str(weights_path))
+    save_file(cpu_state(discriminator.head), str(entry / HEAD_WEIGHTS))
+    save_file(cpu_state(generator), str(entry / GENERATOR_WEIGHTS))
     module.save_samples(entry / SAMPLES)
     log.info("GAN source: feature FID %.2f at init, %.2f trained", at_init["fid"], trained["fid"])
     return {
@@ -137,31 +175,6 @@ def _train_gan_source(
         **extractor_info,
         "build_seconds": round(time.time() - started, 2),
     }
-
-
-def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-
-
-def ensure_gan_source(
-    source_cfg: Mapping[str, Any],
-    model_cfg: Mapping[str, Any],
-    input_spec: Mapping[str, Any],
-    backbone_kwargs: Mapping[str, Any],
-) -> tuple[Path, bool]:
-    """The cache entry of this GAN source, trained first if missing: ``(entry, built_now)``."""
-    from transferlab.models.generators import check_discriminator_backbone
-
-    check_discriminator_backbone(str(model_cfg["name"]))
-    key = gan_source_key(source_cfg, model_cfg, input_spec)
-    log.info("source gan-%s (%s classes %s)", key, source_cfg.get("dataset"), source_cfg["classes"])
-    return ensure_entry(
-        source_cfg["cache_dir"],
-        "gan",
-        key,
-        pretrain_identity(source_cfg, model_cfg, input_spec),
-        lambda entry, weights: _train_gan_source(weights, entry, source_cfg, model_cfg, input_spec),
-    )
 
 
 def load_gan_source(

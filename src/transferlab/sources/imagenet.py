@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transferlab.errors import SourceError
-from transferlab.models import Backbone, build_backbone, imagenet_weights_info
+from transferlab.core.errors import SourceError
+from transferlab.core.specs import IMAGENET_INPUTS
+from transferlab.models import Backbone, backbone_kwargs, build_backbone, imagenet_weights_info
+from transferlab.sources.base import Source, register_source
 
 OFFLINE_CHOICES = (
     "offline choices: source=pretrain (pretrain on a data set here) or "
@@ -72,3 +74,23 @@ def build_imagenet_backbone(
             f"could not get ImageNet weights for {kwargs.get('model_name', name)} "
             f"({type(err).__name__}); they are {_cache_hint(info)}; {OFFLINE_CHOICES}"
         ) from None
+
+
+@register_source("imagenet")
+class ImageNetSource(Source):
+    """torchvision's or timm's ImageNet weights for the configured model (RGB inputs with
+    ImageNet statistics)."""
+
+    requirement = IMAGENET_INPUTS
+
+    def prepare(
+        self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
+    ) -> tuple[Backbone, dict[str, Any]]:
+        backbone = build_imagenet_backbone(
+            str(model_cfg["name"]),
+            int(input_spec["channels"]),
+            int(input_spec["image_size"]),
+            model_cfg.get("small_input"),
+            **backbone_kwargs(model_cfg),
+        )
+        return backbone, {"source": "imagenet"}

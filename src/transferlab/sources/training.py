@@ -10,17 +10,26 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from transferlab.data import ImageClassificationDataModule
+from transferlab.modules.callbacks import DivergenceGuard
+
+SOURCE_LR_HINT = "lower the learning rate (source.optimizer.lr)"
 
 
 def quiet_trainer(
-    accelerator: str = "cpu", callbacks: Sequence[Callback] = (), **kwargs: Any
+    accelerator: str = "cpu",
+    callbacks: Sequence[Callback] = (),
+    guard: DivergenceGuard | None = None,
+    **kwargs: Any,
 ) -> L.Trainer:
-    """A Trainer on one device without logger, progress bar, model summary or sanity check."""
+    """A Trainer on one device without logger, progress bar, model summary or sanity check,
+    stopped by ``guard`` (default: a source-training :class:`DivergenceGuard`) at the first
+    non-finite loss."""
+    guard = guard or DivergenceGuard("source training", hint=SOURCE_LR_HINT)
     return L.Trainer(
         accelerator=accelerator,
         devices=1,
         logger=False,
-        callbacks=list(callbacks),
+        callbacks=[guard, *callbacks],
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -29,13 +38,17 @@ def quiet_trainer(
 
 
 def source_trainer(
-    cfg: Mapping[str, Any], callbacks: Sequence[Callback] = (), **kwargs: Any
+    cfg: Mapping[str, Any],
+    callbacks: Sequence[Callback] = (),
+    guard: DivergenceGuard | None = None,
+    **kwargs: Any,
 ) -> L.Trainer:
     """A quiet Trainer for ``cfg``'s ``max_epochs``, ``limit_train_batches`` and
     ``accelerator`` (a source config's training keys)."""
     return quiet_trainer(
         accelerator=cfg.get("accelerator", "cpu"),
         callbacks=callbacks,
+        guard=guard,
         max_epochs=int(cfg.get("max_epochs", 10)),
         limit_train_batches=cfg.get("limit_train_batches") or 1.0,
         **kwargs,

@@ -12,21 +12,6 @@ from transferlab.data.datasets import ImageData
 from transferlab.data.preprocess import imagenet_stats, normalize_, pool_stats, to_float
 
 
-def input_spec(
-    data: ImageData,
-    image_size: int | None,
-    source_kind: str,
-    min_input_size: int,
-    normalize: str | None = "data",
-) -> dict[str, Any]:
-    """What the backbone (and its source) expects: channels, image size and normalisation,
-    chosen exactly as ``pipeline.make_datamodule`` chooses them."""
-    channels = 3 if source_kind == "imagenet" else data.channels
-    normalize = "imagenet" if source_kind == "imagenet" else normalize
-    size = int(image_size or data.image_hw[0])
-    return {"channels": channels, "image_size": max(size, min_input_size), "normalize": normalize}
-
-
 class Preprocessor:
     """uint8 images -> normalised float inputs for ``spec`` (statistics of the training pool,
     as the data module computes them)."""

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from transferlab.core.errors import SourceError
 from transferlab.data.splits import resolve_classes
-from transferlab.errors import SourceError
-from transferlab.sources.cache import ENTRY_META
 
 # sources that start from no training data at all
 UNTRAINED_SOURCES = ("none", "random")
@@ -79,16 +76,14 @@ def check_source_record(
     class_names: Sequence[str],
     allow_unverified: bool,
 ) -> bool:
-    """After loading: check the classes the source recorded as seen. Returns whether the
+    """After loading: check the classes the source recorded as seen (``source_classes_seen``
+    on ``source_dataset``, from its cache entry). Returns whether the
     source was verified (False only when ``allow_unverified`` let an unverifiable one pass)."""
     kind = str(source_info.get("source", "none"))
     if kind in UNTRAINED_SOURCES:
         return True
-    meta: dict[str, Any] = {}
-    if source_info.get("source_dir"):
-        meta = json.loads((Path(source_info["source_dir"]) / ENTRY_META).read_text())
-    classes_seen = meta.get("classes_seen", source_info.get("source_classes_seen"))
-    if classes_seen is None or meta.get("dataset") != dataset:
+    classes_seen = source_info.get("source_classes_seen")
+    if classes_seen is None or source_info.get("source_dataset") != dataset:
         refuse_unverifiable(
             f"source {kind} (no record of its classes on {dataset!r})", allow_unverified
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from transferlab.errors import ConfigError, DataError
+from transferlab.core.errors import ConfigError, DataError
 
 SHIPPED_DIR = "data/semantics"
 DEFAULT_TEMPLATES = (

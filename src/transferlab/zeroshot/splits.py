@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from transferlab.core.errors import ConfigError
 from transferlab.data.splits import make_splits, resolve_classes
-from transferlab.errors import ConfigError
 
 # The default split of each data set (class ids): unseen (test) classes and validation classes
 # (carved from the seen ones); seen = all classes but the unseen. See docs/zeroshot.md.

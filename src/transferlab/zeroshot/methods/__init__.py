@@ -1,4 +1,5 @@
-"""Zero-shot methods by name: ``build_method(name, params, backbone=..., device=...)``."""
+"""Zero-shot methods by name: ``build_method(name, params, backbone=..., device=...)``. A new
+method is a module in this package with a ``@register_method(name)`` class."""
 
 from __future__ import annotations
 
@@ -6,47 +7,37 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from transferlab.errors import ConfigError
-from transferlab.zeroshot.methods.base import ClassSet, ZeroShotMethod
-from transferlab.zeroshot.methods.bilinear import Bilinear
-from transferlab.zeroshot.methods.eszsl import ESZSL
-from transferlab.zeroshot.methods.fclswgan import FCLSWGAN
-from transferlab.zeroshot.methods.sae import SAE
+from transferlab.core.discovery import import_submodules
+from transferlab.core.errors import ConfigError
+from transferlab.zeroshot.methods.base import (
+    ZEROSHOT_METHODS,
+    ClassSet,
+    ZeroShotMethod,
+    register_method,
+)
 
-METHODS: dict[str, type[ZeroShotMethod]] = {
-    "eszsl": ESZSL,
-    "sae": SAE,
-    "bilinear": Bilinear,
-    "fclswgan": FCLSWGAN,
-}
+import_submodules(__name__)
 
 
-def _method_class(name: str) -> type[ZeroShotMethod]:
-    if name == "clip":  # imports open_clip only when asked for
-        from transferlab.zeroshot.methods.clip import CLIPZeroShot
-
-        return CLIPZeroShot
-    if name not in METHODS:
-        raise ConfigError(
-            f"unknown zero-shot method {name!r}; valid: {', '.join(available_methods())}"
-        )
-    return METHODS[name]
+def method_class(name: str) -> type[ZeroShotMethod]:
+    """The method registered as ``name`` (a ConfigError naming the valid ones otherwise)."""
+    return ZEROSHOT_METHODS.get(name)
 
 
 def available_methods() -> list[str]:
-    return sorted([*METHODS, "clip"])
+    return ZEROSHOT_METHODS.names()
 
 
 def method_options(name: str) -> list[str]:
     """The hyperparameters a method accepts."""
-    params = inspect.signature(_method_class(name).__init__).parameters
+    params = inspect.signature(method_class(name).__init__).parameters
     return [p for p in params if p not in ("self", "backbone", "device")]
 
 
 def build_method(name: str, params: Mapping[str, Any], **context: Any) -> ZeroShotMethod:
     """Method ``name`` with hyperparameters ``params``; ``context`` (backbone, device) is passed
     to the methods that take it."""
-    cls = _method_class(name)
+    cls = method_class(name)
     accepted = method_options(name)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
@@ -59,4 +50,12 @@ def build_method(name: str, params: Mapping[str, Any], **context: Any) -> ZeroSh
     return cls(**params, **extra)
 
 
-__all__ = ["METHODS", "ClassSet", "ZeroShotMethod", "available_methods", "build_method"]
+__all__ = [
+    "ZEROSHOT_METHODS",
+    "ClassSet",
+    "ZeroShotMethod",
+    "available_methods",
+    "build_method",
+    "method_class",
+    "register_method",
+]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from transferlab.errors import DivergenceError
+from transferlab.core.errors import DivergenceError
+from transferlab.core.registry import Registry
 
 
 @dataclass
@@ -33,6 +36,19 @@ class ZeroShotMethod:
     #: what ``fit``/``scores`` take: "features" (frozen backbone features), "images"
     #: (preprocessed images, the method owns a backbone) or "raw" (uint8 images)
     inputs = "features"
+    #: whether the method needs the run's source backbone (False: it brings its own network)
+    uses_source = True
+    #: whether it learns from the seen classes (False: the final stage reuses the fitted one)
+    trains = True
+    #: whether it scores against class semantics (attributes, text embeddings)
+    uses_semantics = True
+    #: options whose value is one list (not a grid of values to search)
+    list_options: tuple[str, ...] = ()
+
+    @classmethod
+    def source_info(cls, options: dict[str, Any], allow_unverified: bool) -> dict[str, Any]:
+        """What stands in for ``source_info`` when the method brings its own network."""
+        return {}
 
     def fit(
         self, x: torch.Tensor, y: torch.Tensor, seen: ClassSet, unseen: ClassSet
@@ -47,6 +63,14 @@ class ZeroShotMethod:
         return self.scores(x)[:, self.num_seen :]
 
     num_seen: int = 0
+
+
+ZEROSHOT_METHODS: Registry[type[ZeroShotMethod]] = Registry("zero-shot method")
+
+
+def register_method(name: str) -> Callable[[type[ZeroShotMethod]], type[ZeroShotMethod]]:
+    """Class decorator: register a :class:`ZeroShotMethod` as ``strategy.method=<name>``."""
+    return ZEROSHOT_METHODS.register(name)
 
 
 class CompatibilityMethod(ZeroShotMethod):

@@ -9,8 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferlab.errors import ConfigError
-from transferlab.zeroshot.methods.base import ClassSet, CompatibilityMethod, train_softmax
+from transferlab.core.errors import ConfigError
+from transferlab.zeroshot.methods.base import (
+    ClassSet,
+    CompatibilityMethod,
+    register_method,
+    train_softmax,
+)
 
 
 class _Compatibility(nn.Module):
@@ -30,6 +35,7 @@ class _Compatibility(nn.Module):
         return self.project(self.features(x)) @ s.T
 
 
+@register_method("bilinear")
 class Bilinear(CompatibilityMethod):
     """Learns ``W`` of ``F(x, c) = theta(x)^T W phi(c)`` by softmax cross-entropy over the seen
     classes (Adam). With ``finetune_backbone`` the backbone ``theta`` is trained too, at

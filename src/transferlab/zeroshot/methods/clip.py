@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from transferlab.core.errors import ConfigError, SourceError
 from transferlab.data.preprocess import normalize_, to_float
-from transferlab.errors import ConfigError, SourceError
-from transferlab.zeroshot.methods.base import ClassSet, ZeroShotMethod
+from transferlab.zeroshot.leakage import refuse_unverifiable
+from transferlab.zeroshot.methods.base import ClassSet, ZeroShotMethod, register_method
 
 CLIP_TEMPLATES = (
     "a photo of a {}.",
@@ -50,12 +52,32 @@ def load_open_clip(
     return model.eval(), open_clip.get_tokenizer(model_name)
 
 
+@register_method("clip")
 class CLIPZeroShot(ZeroShotMethod):
     """Scores ``100 * cos(image embedding, class text embedding)``; the class embedding is the
     mean of the normalised embeddings of every prompt template filled with the class name.
     Nothing is trained (``fit`` only embeds the class names); inputs are uint8 images."""
 
     inputs = "raw"
+    uses_source = False
+    trains = False
+    uses_semantics = False
+    list_options = ("templates",)
+
+    @classmethod
+    def source_info(cls, options: dict[str, Any], allow_unverified: bool) -> dict[str, Any]:
+        """open_clip's weights: web-scale pretraining that may have seen any class."""
+        pretrained = options.get("pretrained")
+        if pretrained:
+            refuse_unverifiable(
+                f"open_clip weights {pretrained!r} (web-scale pretraining)", allow_unverified
+            )
+        return {
+            "source": "open_clip",
+            "clip_model": options.get("model"),
+            "clip_pretrained": pretrained,
+            "leakage_verified": not pretrained,
+        }
 
     def __init__(
         self,

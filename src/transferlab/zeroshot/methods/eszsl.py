@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from transferlab.zeroshot.methods.base import ClassSet, CompatibilityMethod
+from transferlab.zeroshot.methods.base import ClassSet, CompatibilityMethod, register_method
 
 
 def eszsl_weights(
@@ -21,6 +21,7 @@ def eszsl_weights(
     return (left @ targets @ right).float()
 
 
+@register_method("eszsl")
 class ESZSL(CompatibilityMethod):
     """Bilinear compatibility ``x^T V s`` with ``V`` in closed form; ``gamma`` regularises the
     feature side, ``lam`` the semantic side."""

@@ -8,8 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferlab.errors import DivergenceError
-from transferlab.zeroshot.methods.base import ClassSet, ZeroShotMethod, train_softmax
+from transferlab.core.errors import DivergenceError
+from transferlab.zeroshot.methods.base import (
+    ClassSet,
+    ZeroShotMethod,
+    register_method,
+    train_softmax,
+)
 
 
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
@@ -53,6 +58,7 @@ def gradient_penalty(
     return ((grad.norm(2, dim=1) - 1) ** 2).mean()
 
 
+@register_method("fclswgan")
 class FCLSWGAN(ZeroShotMethod):
     """Train the generator for ``gan_steps`` generator updates (``n_critic`` critic updates
     each; gradient penalty weight ``gp_weight``; classification loss weight ``cls_weight``

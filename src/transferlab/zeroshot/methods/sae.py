@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from scipy.linalg import solve_sylvester
 
-from transferlab.errors import ConfigError
-from transferlab.zeroshot.methods.base import ClassSet, CompatibilityMethod
+from transferlab.core.errors import ConfigError
+from transferlab.zeroshot.methods.base import ClassSet, CompatibilityMethod, register_method
 
 SPACES = ("semantic", "feature")
 
@@ -21,6 +21,7 @@ def sae_weights(x: torch.Tensor, s: torch.Tensor, lam: float) -> torch.Tensor:
     return torch.from_numpy(w).float()
 
 
+@register_method("sae")
 class SAE(CompatibilityMethod):
     """Encoder ``W`` maps features to semantics, its transpose decodes semantics to features.
     ``space=semantic`` compares ``W x`` with the class semantics; ``space=feature`` compares

@@ -1,0 +1,176 @@
+"""The shared base of every supervised strategy: backbone + head, metrics, optimizers."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from transferlab.models import Backbone, LinearHead
+from transferlab.modules.freezing import FreezeSchedule, keep_frozen_in_eval, set_frozen_stages
+from transferlab.modules.optim import build_optimizer, build_scheduler
+
+# Frozen stages are kept in eval mode on purpose (BatchNorm statistics stay fixed).
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+
+# the ``strategy.<key>`` settings every classifier module takes
+CLASSIFIER_OPTIONS = ("optimizer", "scheduler", "head_dropout", "label_smoothing")
+
+
+class ClassifierModule(L.LightningModule):
+    """A backbone with a linear head trained by cross-entropy.
+
+    ``freeze`` (a :class:`FreezeSchedule`) says which backbone stages are frozen at each epoch;
+    subclasses may change the backbone's learning-rate scale (:meth:`backbone_lr_scale`).
+    ``input_shape`` (channels, height, width) is what the backbone is fed.
+    Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss``,
+    ``test/acc`` and ``test/acc_per_class_mean`` (balanced accuracy).
+    """
+
+    strategy_name = "classifier"
+    # constructor arguments that are objects, not settings: kept out of the checkpoint's
+    # hyperparameters (which hold plain containers only, for ``weights_only`` loading)
+    NOT_HYPERPARAMETERS: tuple[str, ...] = ("backbone", "freeze")
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        num_classes: int,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        head_dropout: float = 0.0,
+        label_smoothing: float = 0.0,
+        class_names: list[str] | None = None,
+        input_shape: tuple[int, int, int] | None = None,
+        freeze: FreezeSchedule | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=list(self.NOT_HYPERPARAMETERS))
+        self.backbone = backbone
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.freeze = freeze or FreezeSchedule()
+        self.head = LinearHead(backbone.num_features, num_classes, dropout=head_dropout)
+        self.num_classes = num_classes
+        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
+        self.optimizer_cfg = dict(optimizer or {"name": "adamw", "lr": 1e-3})
+        self.scheduler_cfg = dict(scheduler or {"name": "none"})
+        self.label_smoothing = label_smoothing
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc_balanced = MulticlassAccuracy(num_classes, average="macro")
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        self.num_frozen = 0
+        self.test_details: dict[str, Any] = {}
+
+    # ----- freezing policy -----
+    def frozen_stages_at(self, epoch: int) -> int:
+        """How many backbone stages (from the input side) are frozen during ``epoch``."""
+        return self.freeze.frozen_stages_at(epoch, len(self.backbone.stages()))
+
+    def backbone_lr_scale(self) -> float:
+        """Backbone learning rate as a fraction of the head's."""
+        return 1.0
+
+    def apply_freezing(self, epoch: int) -> None:
+        """Freeze the stages the policy asks for at ``epoch`` (a pure function of the epoch,
+        so a resumed run restores the same state)."""
+        self.num_frozen = self.frozen_stages_at(epoch)
+        set_frozen_stages(self.backbone.stages(), self.num_frozen)
+        if self.training:
+            keep_frozen_in_eval(self.backbone.stages(), self.num_frozen)
+
+    def train(self, mode: bool = True) -> ClassifierModule:
+        super().train(mode)
+        if mode:
+            keep_frozen_in_eval(self.backbone.stages(), self.num_frozen)
+        return self
+
+    def on_fit_start(self) -> None:
+        self.apply_freezing(self.current_epoch)
+
+    def on_train_epoch_start(self) -> None:
+        self.apply_freezing(self.current_epoch)
+
+    # ----- forward and steps -----
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.val_acc(logits, labels)
+        self.log("val/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.test_acc(logits, labels)
+        self.test_acc_balanced(logits, labels)
+        self.test_confusion.update(logits, labels)
+        self.log("test/loss", F.cross_entropy(logits, labels), on_epoch=True, sync_dist=True)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+        self.log("test/acc_per_class_mean", self.test_acc_balanced, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        confusion = self.test_confusion.compute().cpu()
+        per_class = confusion.diag().float() / confusion.sum(dim=1).clamp(min=1).float()
+        self.test_details = {
+            "per_class_acc": {n: float(a) for n, a in zip(self.class_names, per_class)},
+            "confusion_matrix": confusion.tolist(),
+            "class_names": self.class_names,
+        }
+
+    # ----- optimization -----
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Backbone and head parameters, the backbone at ``backbone_lr_scale``."""
+        groups = [{"params": list(self.head.parameters()), "lr_scale": 1.0, "name": "head"}]
+        backbone_params = list(self.backbone.parameters())
+        if backbone_params:
+            groups.insert(
+                0,
+                {
+                    "params": backbone_params,
+                    "lr_scale": self.backbone_lr_scale(),
+                    "name": "backbone",
+                },
+            )
+        return groups
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.parameter_groups(), self.optimizer_cfg)
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        batches = self.trainer.num_training_batches
+        accumulate = max(1, int(self.trainer.accumulate_grad_batches))
+        steps_per_epoch = max(1, int(batches) // accumulate) if batches != float("inf") else 1
+        scheduler = build_scheduler(optimizer, self.scheduler_cfg, total_steps, steps_per_epoch)
+        if scheduler is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def trainable_parameter_count(module: nn.Module) -> int:
+    """Parameters that currently receive gradients."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,102 @@
+"""Optimizers and learning-rate schedules built from plain config dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from torch.optim import lr_scheduler as sched
+from torch.optim.lr_scheduler import LRScheduler
+
+from transferlab.core.errors import ConfigError
+
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+SCHEDULERS = ("none", "cosine", "onecycle", "step")
+
+
+def check_optim_config(
+    optimizer: Mapping[str, Any] | None, scheduler: Mapping[str, Any] | None
+) -> None:
+    """Refuse unknown optimizer/scheduler names and a non-positive learning rate up front."""
+    name = str((optimizer or {}).get("name", "adamw")).lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{name}'; valid: {', '.join(OPTIMIZERS)}")
+    lr = (optimizer or {}).get("lr", 1e-3)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ConfigError(f"optimizer.lr={lr!r} is invalid; use a number > 0")
+    sched_name = str((scheduler or {}).get("name", "none")).lower()
+    if sched_name not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler '{sched_name}'; valid: {', '.join(SCHEDULERS)}")
+
+
+def build_optimizer(param_groups: Iterable[dict], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """Make the optimizer named by ``cfg['name']`` over ``param_groups``.
+
+    Each group may carry ``lr_scale``; its learning rate becomes ``cfg['lr'] * lr_scale``.
+    """
+    name = str(cfg.get("name", "adamw")).lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{name}'; valid: {', '.join(OPTIMIZERS)}")
+    lr = float(cfg.get("lr", 1e-3))
+    weight_decay = float(cfg.get("weight_decay", 0.0))
+    groups = []
+    for group in param_groups:
+        group = dict(group)
+        group["lr"] = lr * float(group.pop("lr_scale", 1.0))
+        groups.append(group)
+    kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
+    if name == "sgd":
+        kwargs["momentum"] = float(cfg.get("momentum", 0.9))
+        kwargs["nesterov"] = bool(cfg.get("nesterov", False)) and kwargs["momentum"] > 0
+    elif "betas" in cfg and cfg["betas"] is not None:
+        kwargs["betas"] = tuple(cfg["betas"])
+    return OPTIMIZERS[name](groups, **kwargs)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    cfg: Mapping[str, Any] | None,
+    total_steps: int,
+    steps_per_epoch: int,
+) -> LRScheduler | None:
+    """A per-step torch scheduler for ``cfg`` (``None`` for a constant rate).
+
+    ``name``: none | cosine | onecycle | step; ``warmup_epochs`` adds a linear warmup
+    (cosine, step, none); ``step_epochs``/``gamma`` for step; ``pct_start`` for onecycle.
+    """
+    cfg = dict(cfg or {})
+    name = str(cfg.get("name", "none")).lower()
+    if name not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler '{name}'; valid: {', '.join(SCHEDULERS)}")
+    total = max(1, int(total_steps))
+    per_epoch = max(1, int(steps_per_epoch))
+    warmup = min(total - 1, int(round(float(cfg.get("warmup_epochs", 0) or 0) * per_epoch)))
+    if name == "onecycle":
+        max_lrs = [group["lr"] for group in optimizer.param_groups]
+        return sched.OneCycleLR(
+            optimizer,
+            max_lr=max_lrs,
+            total_steps=total,
+            pct_start=float(cfg.get("pct_start", 0.3)),
+        )
+    if name == "cosine":
+        main: LRScheduler | None = sched.CosineAnnealingLR(
+            optimizer,
+            T_max=max(1, total - warmup),
+            eta_min=float(cfg.get("min_lr", 0.0)),
+        )
+    elif name == "step":
+        main = sched.StepLR(
+            optimizer,
+            step_size=max(1, int(cfg.get("step_epochs", 30)) * per_epoch),
+            gamma=float(cfg.get("gamma", 0.1)),
+        )
+    else:
+        main = None
+    if warmup <= 0:
+        return main
+    ramp = sched.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), total_iters=warmup)
+    if main is None:
+        return ramp
+    return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])

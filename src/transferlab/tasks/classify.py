@@ -1,0 +1,71 @@
+"""The ``classify`` task: config -> data module + backbone (+ source) -> strategy module ->
+Trainer -> results record. Runs every classifier strategy (finetune, scratch, autoencoder,
+gan, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from transferlab.core.errors import ConfigError
+from transferlab.data.target import target_datamodule
+from transferlab.modules import build_strategy, strategy_spec
+from transferlab.modules.perf import apply_perf
+from transferlab.modules.registry import check_strategy_config
+from transferlab.sources import make_source
+from transferlab.tasks.checkpoints import check_resume_checkpoint
+from transferlab.tasks.context import RunContext, register_task
+
+
+def source_kind_for(cfg: Mapping[str, Any]) -> str:
+    """The source a run really uses: ``none`` for strategies that start from scratch."""
+    spec = strategy_spec(str(cfg["strategy"]["name"]))
+    kind = str(cfg["source"].get("name", "none")) if spec.uses_source else "none"
+    if spec.uses_source and kind == "none":
+        raise ConfigError(
+            f"strategy={cfg['strategy']['name']} needs pretrained weights but source=none; "
+            "use strategy=scratch for random initialisation, source=random for a frozen random-"
+            "encoder control, or source=pretrain|imagenet|checkpoint"
+        )
+    if spec.required_source and kind not in (spec.required_source, "random"):
+        name = cfg["strategy"]["name"]
+        raise ConfigError(
+            f"strategy={name} transfers from source={spec.required_source}, but source={kind}; "
+            f"drop the source override, use source=random for the random-trunk control, or "
+            f"strategy=finetune source={kind}"
+        )
+    return kind
+
+
+@register_task("classify")
+def run_classify(ctx: RunContext) -> dict[str, Any]:
+    """Train and test one classifier configuration; write ``results.json``."""
+    ctx.seed_everything()
+    plain = ctx.plain
+    kind = source_kind_for(plain)
+    check_strategy_config(plain["strategy"])
+    trainer = ctx.trainer()  # bad trainer settings fail before a source is built
+    if ctx.resume_from:  # a bad checkpoint fails before a source is built too
+        check_resume_checkpoint(ctx.resume_from, plain)
+    source = make_source(plain["source"] if kind != "none" else {"name": "none"})
+    model_cfg = plain["model"]
+    requirement = source.requirement.with_min_size(int(model_cfg.get("min_input_size", 1)))
+    datamodule, spec = target_datamodule(plain["data"], ctx.seed, requirement)
+    backbone, source_info = source.prepare(model_cfg, spec)
+    extras = source.extras(source_info, backbone, spec)
+    ctx.seed_everything(verbose=False)  # the same head init and data order, cache warm or cold
+    ctx.record.update(input_spec=dict(spec), source_info=source_info)
+    module = build_strategy(
+        plain["strategy"],
+        backbone,
+        datamodule.num_classes,
+        class_names=datamodule.class_names,
+        input_shape=spec.shape,
+        extras=extras,
+    )
+    apply_perf(plain.get("perf"), module)
+    metrics = ctx.fit_and_test(trainer, module, datamodule, datamodule=datamodule)
+    if metrics is None:  # a DDP rank > 0
+        return {}
+    details = dict(module.test_details) if "best_checkpoint" in metrics else {}
+    return ctx.finish(source_info, metrics, trainer.current_epoch, details)

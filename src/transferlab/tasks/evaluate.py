@@ -1,0 +1,76 @@
+"""The ``evaluate`` task (``eval.py ckpt_path=...``): rebuild a trained module from its
+checkpoint and test it on the target test split (the training run's, or the ``data`` given)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from transferlab.core.checkpoint import state_mismatch
+from transferlab.core.errors import CheckpointError, ConfigError
+from transferlab.core.results import run_identity, write_results
+from transferlab.core.specs import InputRequirement, InputSpec
+from transferlab.data.target import target_datamodule
+from transferlab.modules import ClassifierModule, build_strategy
+from transferlab.sources import SOURCES, make_source
+from transferlab.tasks.checkpoints import load_training_checkpoint
+from transferlab.tasks.context import build_trainer, merged_metrics, to_plain
+from transferlab.tasks.distributed import single_device_overrides
+
+
+def rebuild_module(
+    payload: Mapping[str, Any],
+    run_record: Mapping[str, Any],
+    num_classes: int,
+    class_names: list[str],
+) -> ClassifierModule:
+    """The trained strategy module of a checkpoint, rebuilt from its record and weights."""
+    cfg, spec = run_record["cfg"], InputSpec.of(run_record["input_spec"])
+    backbone = make_source({"name": "none"}).build(cfg["model"], spec)  # weights come next
+    module = build_strategy(
+        cfg["strategy"], backbone, num_classes, class_names=class_names, input_shape=spec.shape
+    )
+    problems = state_mismatch(module.state_dict(), payload["state_dict"])
+    if problems:
+        raise CheckpointError(
+            f"the checkpoint does not fit this set-up ({num_classes} classes, "
+            f"{cfg['model']['name']}): {'; '.join(problems)}"
+        )
+    module.load_state_dict(payload["state_dict"])
+    return module
+
+
+def run_evaluation(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
+    """Evaluate ``cfg.ckpt_path`` on the target test split; write ``results.json``."""
+    started = time.time()
+    payload, record = load_training_checkpoint(cfg.ckpt_path)
+    train_cfg = record["cfg"]
+    data_cfg = {**train_cfg["data"], **(to_plain(cfg.get("data")) or {})}
+    stored = InputSpec.of(record["input_spec"])
+    kind = record["source_info"].get("source", "none")
+    base = SOURCES.get(kind).requirement if kind in SOURCES else InputRequirement()
+    datamodule, spec = target_datamodule(
+        data_cfg, train_cfg.get("seed"), base.with_min_size(stored.image_size)
+    )
+    if spec.channels != stored.channels:
+        raise ConfigError("the evaluation data has another channel count than the checkpoint")
+    module = rebuild_module(payload, record, datamodule.num_classes, datamodule.class_names)
+    # evaluation runs once, on one device (a DDP trainer config is not re-launched here)
+    trainer = build_trainer(cfg, with_callbacks=False, **single_device_overrides())
+    metrics = merged_metrics(trainer.test(module, datamodule))
+    result = {
+        "status": "completed",
+        "task": "eval",
+        "checkpoint": str(cfg.ckpt_path),
+        "identity": run_identity({**train_cfg, "data": data_cfg}, record["source_info"]),
+        "metrics": metrics,
+        "wall_time_s": round(time.time() - started, 2),
+        "test_details": dict(module.test_details),
+        "config": {**train_cfg, "data": data_cfg},
+    }
+    write_results(output_dir, result)
+    return result
