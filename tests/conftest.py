@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # failed hub lookups retry for ~46 s otherwise
 os.environ.setdefault("TRANSFERLAB_OFFLINE", "1")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -15,9 +17,42 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from transferlab.core.config import config_dir, register_resolvers  # noqa: E402
+from transferlab.core.config import RUN_ID_ENV, config_dir, register_resolvers  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env(root: Path) -> dict[str, str]:
+    """The environment of a fresh command typed in a shell, writing under ``root``
+    (``TRANSFERLAB_ROOT``), with hub lookups offline and no inherited run id."""
+    env = {**os.environ, "TRANSFERLAB_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+    env.pop(RUN_ID_ENV, None)
+    return env
+
+
+def cli_command(script: str, *args: str) -> list[str]:
+    """The command line of one of the repository's scripts (``train.py``,
+    ``scripts/benchmark.py``, ``scripts/*.sh``) with ``args``; ``script="-m"`` runs a module
+    instead: ``cli_command("-m", "transferlab", "report")`` is ``python -m transferlab report``."""
+    if script == "-m":
+        return [sys.executable, "-m", *args]
+    path = str(REPO / script)
+    return ["bash", path, *args] if script.endswith(".sh") else [sys.executable, path, *args]
+
+
+def run_cli(
+    script: str, *args: str, root: Path, timeout: int = 600, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``script`` with ``args`` as a separate process under ``root`` (see
+    :func:`cli_env`), in ``cwd`` (default ``root``); output captured as text."""
+    return subprocess.run(
+        cli_command(script, *args),
+        env=cli_env(root),
+        cwd=cwd or root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import cli_command
 
 from transferlab.bench.settings import PRESETS, preset
 from transferlab.commands import main
@@ -21,7 +21,6 @@ from transferlab.models import build_backbone
 from transferlab.modules.perf import apply_perf, wants_channels_last
 from transferlab.tasks import run_training
 
-REPO = Path(__file__).resolve().parents[1]
 ROW_FIELDS = (
     "plain_images_per_s",
     "stack_images_per_s",
@@ -142,8 +141,8 @@ def test_a_run_with_channels_last_and_bf16(make_cfg, tmp_path: Path) -> None:
 def test_benchmark_script_on_fashion_mnist(tmp_path: Path) -> None:
     """The entry script on real Fashion-MNIST at a small setting (one model, one repeat)."""
     out = tmp_path / "out"
-    command = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--preset", "quick"]
-    command += ["--models", "small_cnn", "--repeats", "1", "--train-steps", "3", "--out", str(out)]
+    command = cli_command("scripts/benchmark.py", "--preset", "quick", "--models", "small_cnn")
+    command += ["--repeats", "1", "--train-steps", "3", "--out", str(out)]
     subprocess.run(command, check=True, cwd=tmp_path, timeout=600)
     rows = json.loads((out / "benchmark.json").read_text())["throughput"]
     assert [(r["precision"], r.get("variant")) for r in rows] == [

@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli_command, cli_env, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
 # digits with augmentation and dropout (both draw random numbers) and long enough epochs
 # (20,000 samples drawn with replacement) that a kill lands inside an epoch
 ARGS = (
@@ -28,12 +27,9 @@ ARGS = (
 )
 
 
-def _command(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", *ARGS, *extra]
-
-
-def _env(root: Path) -> dict[str, str]:
-    return {**os.environ, "TRANSFERLAB_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+def _args(run_dir: Path, *extra: str) -> tuple[str, ...]:
+    """``train.py`` arguments of the run in ``run_dir``."""
+    return (f"hydra.run.dir={run_dir}", *ARGS, *extra)
 
 
 def _checkpoint_epoch(path: Path) -> int:
@@ -42,22 +38,14 @@ def _checkpoint_epoch(path: Path) -> int:
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_metrics(tmp_path: Path) -> None:
-    env = _env(tmp_path)
-    whole = subprocess.run(
-        _command(tmp_path / "whole"),
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    whole = run_cli("train.py", *_args(tmp_path / "whole"), root=tmp_path, timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
 
     cut = tmp_path / "cut"
     last = cut / "checkpoints" / "last.ckpt"
     first = subprocess.Popen(
-        _command(cut),
-        env=env,
+        cli_command("train.py", *_args(cut)),
+        env=cli_env(tmp_path),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -72,14 +60,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_metrics(tmp_path:
     assert last.is_file() and not (cut / "results.json").exists()
     assert _checkpoint_epoch(last) < 3, "the run should have been cut off before its last epoch"
 
-    resumed = subprocess.run(
-        _command(cut, "resume=true"),
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    resumed = run_cli("train.py", *_args(cut, "resume=true"), root=tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming the interrupted run" in resumed.stdout + resumed.stderr
     a = json.loads((tmp_path / "whole" / "results.json").read_text())

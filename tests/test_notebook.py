@@ -63,7 +63,8 @@ def test_report_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "4 runs, 3 finished, 1 failed" in text
     assert "ValueError: broken run" in text
-    assert "**0.850 ± 0.071 (n=2)**" in markdown  # finetune, the best of its column
-    assert "0.700 ± 0.000 (n=1, 1 failed)" in markdown
+    # finetune has the best mean, but one paired seed gives no interval: no bold
+    assert "| 0.850 ± 0.071 (n=2) |" in markdown and "**0.850" not in markdown
+    assert "0.700 ± – (n=1, 1 failed)" in markdown
     assert "finetune/full − scratch" in markdown
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # per class, confusion

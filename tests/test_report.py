@@ -6,12 +6,12 @@ import csv
 import json
 import logging
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+from conftest import REPO, run_cli
 from scipy import stats
 
 from transferlab.commands import main
@@ -36,8 +36,12 @@ def write_run(
     wall: float = 10.0,
     details: bool = False,
     strategy_cfg: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    per_class: dict[str, float] | None = None,
+    confusion: list[list[int]] | None = None,
 ) -> Path:
-    """One ``<root>/<name>/results.json`` shaped like ``transferlab.core.results.write_results``."""
+    """One ``<root>/<name>/results.json`` shaped like ``transferlab.core.results.write_results``;
+    ``config`` is merged into the record's config (one level deep: ``{"trainer": {...}}``)."""
     mode = mode if mode is not None else ("full" if strategy == "finetune" else None)
     record: dict[str, Any] = {
         "schema": 1,
@@ -69,16 +73,21 @@ def write_run(
         },
         "versions": {},
     }
-    if status == "completed":
+    for section, values in (config or {}).items():
+        if isinstance(values, dict) and isinstance(record["config"].get(section), dict):
+            record["config"][section].update(values)
+        else:
+            record["config"][section] = values
+    if status in ("completed", "debug"):
         record["wall_time_s"] = wall
         record["epochs_trained"] = 30
     else:
         record["error"] = "RuntimeError: boom"
     if details:
         record["test_details"] = {
-            "per_class_acc": {"Sandal": 0.9, "Shirt": 0.6, "Sneaker": 0.95},
-            "confusion_matrix": [[9, 1, 0], [2, 6, 2], [0, 1, 19]],
-            "class_names": ["Sandal", "Shirt", "Sneaker"],
+            "per_class_acc": per_class or {"Sandal": 0.9, "Shirt": 0.6, "Sneaker": 0.95},
+            "confusion_matrix": confusion or [[9, 1, 0], [2, 6, 2], [0, 1, 19]],
+            "class_names": list(per_class or {}) or ["Sandal", "Shirt", "Sneaker"],
         }
     path = root / name / "results.json"
     path.parent.mkdir(parents=True)
@@ -90,7 +99,7 @@ def write_run(
 FINETUNE = {5: {0: 0.80, 1: 0.82, 2: 0.87}, 20: {0: 0.90, 1: 0.92}, 100: {0: 0.95}, None: {0: 0.97}}
 SCRATCH = {
     5: {0: 0.78, 1: 0.81, 2: 0.80},
-    20: {0: 0.91, 1: 0.93, 3: 0.95},
+    20: {0: 0.91, 1: 0.94, 3: 0.95},
     None: {0: None, 1: 0.96},
 }
 
@@ -163,8 +172,10 @@ def test_aggregate_exact_numbers(sweep: Path) -> None:
     assert g["std"] == pytest.approx(0.0360555127546, abs=1e-12)
     assert (g["min"], g["max"]) == (0.80, 0.87)
     assert g["wall_time_mean_s"] == pytest.approx(11.0)  # runs 0, 1, 2: 10, 11, 12 s
+    low, high = stats.t.interval(0.95, 2, loc=0.83, scale=STD_3 / math.sqrt(3))
+    assert (g["ci_low"], g["ci_high"]) == (pytest.approx(low), pytest.approx(high))
     one = group(groups, "finetune/full", 100)
-    assert (one["n"], one["std"]) == (1, 0.0)
+    assert (one["n"], one["std"], one["ci_low"]) == (1, None, None)  # no spread from one run
 
 
 def test_failed_runs_counted_not_averaged(built: tuple[dict, Path]) -> None:
@@ -172,10 +183,11 @@ def test_failed_runs_counted_not_averaged(built: tuple[dict, Path]) -> None:
     g = group(report["groups"], "scratch", None)
     assert (g["n"], g["n_failed"], g["mean"]) == (1, 1, 0.96)
     assert g["failed"][0]["error"] == "RuntimeError: boom" and g["failed"][0]["seed"] == 0
-    assert report["counts"] == {"runs": 15, "completed": 14, "failed": 1}
+    assert report["counts"] == {"runs": 15, "completed": 14, "failed": 1, "debug_left_out": 0}
     assert len(report["failed"]) == 1
     text = (out / "report.md").read_text()
-    assert "RuntimeError: boom" in text and "0.960 ± 0.000 (n=1, 1 failed)" in text
+    assert "RuntimeError: boom" in text and "0.960 ± – (n=1, 1 failed)" in text
+    assert "± 0.000" not in text
 
 
 def test_paired_difference_against_scipy(sweep: Path) -> None:
@@ -198,7 +210,7 @@ def test_paired_difference_against_scipy(sweep: Path) -> None:
     # seed 3 ran only for scratch: reported, not used
     twenty = by_budget[20]
     assert (twenty["n_pairs"], twenty["seeds"], twenty["unpaired_b"]) == (2, [0, 1], [3])
-    assert twenty["mean_diff"] == pytest.approx(-0.01, abs=1e-12)
+    assert twenty["mean_diff"] == pytest.approx(-0.015, abs=1e-12)
     # all labels: scratch seed 0 failed, so no pair (finetune has only seed 0, scratch seed 1)
     every = by_budget[None]
     assert (every["n_pairs"], every["seeds"], every["ci_low"]) == (0, [], None)
@@ -210,28 +222,36 @@ def test_best_per_column_and_budget_order(built: tuple[dict, Path]) -> None:
     report, out = built
     columns, rows = pivot(report["groups"])
     assert columns == ["5", "20", "100", "all"]  # numeric order, "all" last
-    best = {(g["method"], g["budget_label"]) for g in report["groups"] if g["best"]}
-    assert best == {
-        ("finetune/full", "5"),
-        ("scratch", "20"),
-        ("finetune/full", "100"),
-        ("finetune/full", "all"),
-    }
+    # no column separates its two best rows: 3 and 2 pairs whose intervals hold 0, a column with
+    # one row (100), a column without common seeds (all): nothing in bold
+    assert not any(g["best"] for g in report["groups"])
+    five = group(report["groups"], "finetune/full", 5)["best_test"]
+    diffs = [0.80 - 0.78, 0.82 - 0.81, 0.87 - 0.80]
+    low, high = stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95)
+    assert (five["vs"], five["n_pairs"], five["excludes"]) == ("scratch", 3, False)
+    assert (five["ci_low"], five["ci_high"]) == (pytest.approx(low), pytest.approx(high))
+    assert low < 0 < high
+    twenty = group(report["groups"], "scratch", 20)["best_test"]  # best mean 0.933 over 0.910
+    assert (twenty["vs"], twenty["seeds"], twenty["excludes"]) == ("finetune/full", [0, 1], False)
+    assert group(report["groups"], "finetune/full", 100)["best_test"] is None  # no runner-up
+    assert group(report["groups"], "finetune/full", None)["best_test"]["n_pairs"] == 0
     md = pivot_markdown(report["groups"])
-    assert "**0.830 ± 0.036 (n=3)**" in md and "**0.930 ± 0.020 (n=3)**" in md
-    assert "| 0.910 ± 0.014 (n=2) |" in md  # finetune at 20: not the best
+    assert "| 0.830 ± 0.036 (n=3) |" in md and "0.933 ± 0.021 (n=3)" in md and "**" not in md
+    text = (out / "report.md").read_text()
+    assert "only where the 95% paired t interval" in text and "excludes zero" in text
+    assert "| 5 | finetune/full | scratch | 3 | +0.033 |" in text  # the best-per-column table
     tex = (out / "table.tex").read_text()
-    assert r"\textbf{0.830 $\pm$ 0.036 (n=3)}" in tex
-    assert r"0.910 $\pm$ 0.014 (n=2)" in tex and r"\textbf{0.910" not in tex
-    with open(out / "summary.csv", newline="") as fh:
-        summary = list(csv.DictReader(fh))
-    flagged = {(r["method"], r["budget"]) for r in summary if r["best"] == "true"}
-    assert flagged == best
+    assert r"0.830 $\pm$ 0.036 (n=3)" in tex and r"\textbf{" not in tex
+    assert r"0.950 $\pm$ -- (n=1)" in tex
+    summary = pd.read_csv(out / "summary.csv")
+    assert not summary["best"].any()
 
 
 def test_lower_is_better_metric(sweep: Path) -> None:
     groups = aggregate(load_runs([sweep]), metric="test/loss")
-    assert group(groups, "scratch", 20)["best"] and not group(groups, "finetune/full", 20)["best"]
+    test = group(groups, "scratch", 20)["best_test"]  # the lower mean loss
+    assert test["vs"] == "finetune/full" and test["mean_diff"] == pytest.approx(-0.015)
+    assert group(groups, "finetune/full", 20)["best_test"] is None
 
 
 def test_files_written_and_consistent(built: tuple[dict, Path]) -> None:
@@ -247,16 +267,31 @@ def test_files_written_and_consistent(built: tuple[dict, Path]) -> None:
         assert int(row["n"]) == g["n"] and int(row["n_failed"]) == g["n_failed"]
         assert (float(row["mean"]) if row["mean"] else None) == g["mean"]
     assert [r["labels_per_class"] for r in summary[:4]] == ["5", "20", "100", "all"]
-    # the CSV pivot holds the Markdown cells, without the bold
-    with open(out / "table.csv", newline="") as fh:
-        table = list(csv.reader(fh))
+    # table.csv: one row per cell, the numbers in their own columns, then the row's keys
+    table = pd.read_csv(out / "table.csv")
+    assert list(table.columns[:9]) == [
+        "method",
+        "budget",
+        "mean",
+        "std",
+        "n",
+        "seeds",
+        "ci_low",
+        "ci_high",
+        "best",
+    ]
+    assert {"strategy", "mode", "labels_per_class"} <= set(table.columns)
+    for column in ("mean", "std", "ci_low", "ci_high"):
+        assert table[column].dtype == float, column
+    assert len(table) == 7 and table["n"].dtype == int
     md = (out / "report.md").read_text()
-    assert table[0] == ["method", "5", "20", "100", "all"]
-    for row in table[1:]:
-        for cell in filter(None, row[1:]):
-            assert cell in md
+    for row, g in zip(table.itertuples(), report["groups"]):
+        assert (row.method, row.n) == (g["method"], g["n"])
+        if g["mean"] is not None:
+            assert row.mean == pytest.approx(g["mean"], abs=1e-12)
+            assert f"{row.mean:.3f} ± " in md
     tex = (out / "table.tex").read_text()
-    assert tex.count(r"\\") == len(table) and r"finetune/full" in tex
+    assert tex.count(r"\\") == 1 + len(pivot(report["groups"])[1]) and r"finetune/full" in tex
     with open(out / "paired.csv", newline="") as fh:
         paired = list(csv.DictReader(fh))
     assert [(r["budget"], r["n_pairs"], r["seeds"]) for r in paired] == [
@@ -342,7 +377,9 @@ def test_cli_report(sweep: Path, tmp_path: Path, capsys) -> None:
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| finetune | **0.830 ± 0.036 (n=3)** |" in printed
+    assert "| finetune | 0.830 ± 0.036 (n=3) |" in printed
+    assert "bold: best of its column where the paired 95% interval" in printed
+    assert "pooled:" not in printed  # the runs of each cell have one config
     report = json.loads((out / "report.json").read_text())
     assert report["group_by"] == ["strategy", "labels_per_class"] and len(report["paired"]) == 4
 
@@ -351,16 +388,11 @@ def test_python_m_default_out(sweep: Path, tmp_path: Path) -> None:
     target = tmp_path / "sweep"
     write_run(target, "0", "finetune", 5, 0, 0.8)
     write_run(target, "1", "scratch", 5, 0, 0.7)
-    proc = subprocess.run(
-        [sys.executable, "-m", "transferlab", "report", str(target)], capture_output=True, text=True
-    )
+    # in the repository root, where pytest runs: a relative PYTHONPATH=src still finds the code
+    proc = run_cli("-m", "transferlab", "report", str(target), root=tmp_path, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert (target / "report" / "report.md").is_file()
-    empty = subprocess.run(
-        [sys.executable, "-m", "transferlab", "report", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-    )
+    empty = run_cli("-m", "transferlab", "report", str(tmp_path / "x"), root=tmp_path, cwd=REPO)
     assert empty.returncode == 2 and empty.stderr.count("\n") == 1
 
 

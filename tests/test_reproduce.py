@@ -3,38 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_cli
+
 from transferlab.report import build_report
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _env(root: Path) -> dict[str, str]:
-    return {**os.environ, "TRANSFERLAB_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
 
 
 def test_report_on_a_real_multirun_has_one_row_per_configuration(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "-m",
-            "strategy=finetune,scratch",
-            "seed=0,1",
-            "trainer.max_epochs=3",
-            "print_config=false",
-            "trainer.enable_progress_bar=false",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        env=_env(tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "train.py",
+        "-m",
+        "strategy=finetune,scratch",
+        "seed=0,1",
+        "trainer.max_epochs=3",
+        "print_config=false",
+        "trainer.enable_progress_bar=false",
+        f"hydra.sweep.dir={sweep}",
+        root=tmp_path,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -47,14 +34,7 @@ def test_report_on_a_real_multirun_has_one_row_per_configuration(tmp_path: Path)
 
 
 def test_reproduce_fmnist_budgets_quick_runs_offline(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        ["bash", str(REPO / "scripts" / "reproduce_fmnist_budgets.sh"), "--quick"],
-        env=_env(tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_cli("scripts/reproduce_fmnist_budgets.sh", "--quick", root=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "logs" / "reproduce" / "fmnist_budgets_quick" / "report"
     summary = json.loads((out / "report.json").read_text())

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli
 from omegaconf import OmegaConf
 
 from transferlab.core.config import RUN_ID_ENV, available_options, run_id, share_run_id
 from transferlab.tasks import distributed
 
-REPO = Path(__file__).resolve().parents[1]
 # a tiny transfer run: 2-epoch source, 2 target epochs (the plumbing, not the accuracy)
 TINY = (
     "print_config=false",
@@ -24,19 +24,6 @@ TINY = (
     "trainer.max_epochs=2",
     "source.max_epochs=2",
 )
-
-
-def _train(root: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRANSFERLAB_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
-    env.pop(RUN_ID_ENV, None)  # a fresh command, as from a shell
-    return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args],
-        env=env,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _results(folder: Path) -> list[dict]:
@@ -128,14 +115,15 @@ def test_run_id_and_rank_log_reach_child_processes(monkeypatch) -> None:
 def test_optuna_sweep_survives_a_failed_trial_and_writes_best_params(tmp_path: Path) -> None:
     sweep = tmp_path / "search"
     # labels_per_class=500 asks for more labels than digits has: that trial fails (DataError)
-    proc = _train(
-        tmp_path,
+    proc = run_cli(
+        "train.py",
         "hparams_search=digits_optuna",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.sampler.seed=1234",
         "data.labels_per_class=choice(5,500)",
         f"hydra.sweep.dir={sweep}",
         *TINY,
+        root=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = _results(sweep)
@@ -164,14 +152,15 @@ def test_joblib_multirun_builds_the_shared_source_once(tmp_path: Path) -> None:
     # two jobs start together and both need the same uncached source: the file lock lets one
     # build it while the other waits and reuses it; no sweep dir given: both jobs must share
     # the command's multirun directory (the run id reaches the joblib workers)
-    proc = _train(
-        tmp_path,
+    proc = run_cli(
+        "train.py",
         "-m",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "seed=0,1",
         *TINY,
         "source.max_epochs=60",  # a build of several seconds: both jobs ask while it runs
+        root=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (sweep,) = (tmp_path / "logs" / "train" / "multiruns").iterdir()
@@ -208,14 +197,18 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
     ddp_root, single_root = tmp_path / "ddp", tmp_path / "single"
     for root in (ddp_root, single_root):
         root.mkdir()
-    proc = _train(ddp_root, "trainer=ddp_cpu", "data.batch_size=25", *SAME_GLOBAL_BATCH)
+    proc = run_cli(
+        "train.py", "trainer=ddp_cpu", "data.batch_size=25", *SAME_GLOBAL_BATCH, root=ddp_root
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run,) = (ddp_root / "logs" / "train" / "runs").iterdir()  # rank 1 used rank 0's directory
     (ddp,) = _results(ddp_root / "logs")  # exactly one results file
     assert ddp["status"] == "completed" and ddp["config"]["trainer"]["devices"] == 2
     assert (run / "train_rank1.log").is_file()  # rank 1 ran, and logged to its own file
     assert proc.stdout.count("target test metrics") == 1  # one summary: rank 0's
-    single_proc = _train(single_root, "trainer=cpu", "data.batch_size=50", *SAME_GLOBAL_BATCH)
+    single_proc = run_cli(
+        "train.py", "trainer=cpu", "data.batch_size=50", *SAME_GLOBAL_BATCH, root=single_root
+    )
     assert single_proc.returncode == 0, single_proc.stderr[-3000:]
     (single,) = _results(single_root / "logs")
     for key in ("test/acc", "val/acc_best"):
@@ -226,14 +219,15 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddp_in_a_multirun_does_not_duplicate_the_sweep(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = _train(
-        tmp_path,
+    proc = run_cli(
+        "train.py",
         "-m",
         "trainer=ddp_cpu",
         "seed=0,1",
         f"hydra.sweep.dir={sweep}",
         *TINY,
         "trainer.max_epochs=1",  # each job spawns 2 processes: keep the fits short
+        root=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     records = _results(tmp_path)  # anything a re-run sweep would have written is counted too

@@ -6,30 +6,24 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from conftest import cli_command, cli_env, run_cli
 
 from transferlab.core.results import run_hash
 from transferlab.tasks.resume import find_finished
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def _sweep_cmd(sweep_dir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        str(REPO / "train.py"),
+def _sweep_args(sweep_dir: Path, *args: str) -> tuple[str, ...]:
+    """``train.py`` arguments of a quiet multirun writing into ``sweep_dir``."""
+    return (
         "-m",
         "print_config=false",
         "trainer.enable_progress_bar=false",
         f"hydra.sweep.dir={sweep_dir}",
         *args,
-    ]
-
-
-def _env(root: Path) -> dict[str, str]:
-    return {**os.environ, "TRANSFERLAB_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
+    )
 
 
 def _records(sweep_dir: Path) -> dict[str, dict]:
@@ -47,12 +41,10 @@ def test_run_hash_ignores_paths_and_run_options(make_cfg, tmp_path) -> None:
 
 def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(
-        _sweep_cmd(sweep, "data.labels_per_class=5,500", "debug=fast_dev_run"),
-        env=_env(tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+    proc = run_cli(
+        "train.py",
+        *_sweep_args(sweep, "data.labels_per_class=5,500", "debug=fast_dev_run"),
+        root=tmp_path,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -67,8 +59,8 @@ def test_killed_sweep_resumes_only_the_missing_runs(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     args = ("seed=0,1,2,3", "trainer.max_epochs=15")
     first = subprocess.Popen(
-        _sweep_cmd(sweep, *args),
-        env=_env(tmp_path),
+        cli_command("train.py", *_sweep_args(sweep, *args)),
+        env=cli_env(tmp_path),
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -83,13 +75,8 @@ def test_killed_sweep_resumes_only_the_missing_runs(tmp_path: Path) -> None:
     assert 2 <= len(done_before) < 4, "the sweep should have been cut off half way"
     stamps = {k: (sweep / k / "results.json").stat().st_mtime_ns for k in done_before}
 
-    second = subprocess.run(
-        _sweep_cmd(sweep, *args, "resume=true"),
-        env=_env(tmp_path),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    second = run_cli(
+        "train.py", *_sweep_args(sweep, *args, "resume=true"), root=tmp_path, timeout=300
     )
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout.count("skipped: this configuration already finished") == len(done_before)

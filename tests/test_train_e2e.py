@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from transferlab.tasks import run_evaluation, run_training
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _cli(script: str, *args: str, root: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRANSFERLAB_ROOT": str(root), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, str(REPO / script), "trainer.enable_progress_bar=false", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=root,
-        timeout=timeout,
-    )
+NO_BAR = "trainer.enable_progress_bar=false"
 
 
 def _results(root: Path) -> list[dict]:
@@ -32,7 +18,7 @@ def _results(root: Path) -> list[dict]:
 
 
 def test_default_train_py_runs_a_transfer_experiment_offline(tmp_path: Path) -> None:
-    proc = _cli("train.py", root=tmp_path)
+    proc = run_cli("train.py", NO_BAR, root=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (record,) = _results(tmp_path)
     assert record["identity"]["strategy"] == "finetune"
@@ -56,7 +42,7 @@ def test_default_train_py_runs_a_transfer_experiment_offline(tmp_path: Path) -> 
     ],
 )
 def test_bad_input_exits_nonzero_with_one_line(tmp_path: Path, args, expected: str) -> None:
-    proc = _cli("train.py", *args, "debug=fast_dev_run", root=tmp_path, timeout=300)
+    proc = run_cli("train.py", NO_BAR, *args, "debug=fast_dev_run", root=tmp_path, timeout=300)
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and expected in errors[0], proc.stderr[-2000:]

@@ -50,8 +50,11 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--group-by",
-        default=",".join(DEFAULT_GROUP_BY),
-        help="comma-separated keys from identity or config (dotted paths), default: %(default)s",
+        default=None,
+        help="comma-separated keys from identity or config (dotted paths) to pool runs by, on "
+        "purpose: a cell then averages every run with the same values, and the report lists "
+        "the config keys each cell pooled (default: rows by "
+        f"{','.join(DEFAULT_GROUP_BY)}, split by any other config difference)",
     )
     parser.add_argument("--metric", default=DEFAULT_METRIC, help="default: %(default)s")
     parser.add_argument(
@@ -82,6 +85,12 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="which runs (default: train runs when train and eval mix)",
     )
+    parser.add_argument(
+        "--include-debug",
+        action="store_true",
+        help="keep debug runs (fast_dev_run, limit_*_batches, status debug) as their own rows "
+        "(default: left out, with a note)",
+    )
 
 
 def _default_out(first: Path) -> Path:
@@ -90,29 +99,39 @@ def _default_out(first: Path) -> Path:
 
 def _run_report(args: argparse.Namespace) -> int:
     from transferlab.report import build_report
-    from transferlab.report.tables import paired_markdown, pivot_markdown
+    from transferlab.report.tables import paired_markdown, pivot_markdown, pooled_lines
 
     compare = [_parse_compare(c) for c in args.compare] if args.compare else None
     out = args.out or _default_out(Path(args.paths[0]))
     report = build_report(
         args.paths,
         out,
-        group_by=_split_keys(args.group_by),
+        group_by=None if args.group_by is None else _split_keys(args.group_by),
         metric=args.metric,
         compare=compare,
         budget_key=args.budget_key,
         layer_key=args.layer_key,
         variant_key=args.variant_key,
         task=args.task,
+        include_debug=args.include_debug,
     )
     print(pivot_markdown(report["groups"]))
+    for line in pooled_lines(report["groups"]):
+        print(line)
+    print(
+        f"bold: best of its column where the paired {report['confidence']:.0%} interval against "
+        "the runner-up excludes zero; '–': no std for one run"
+    )
     if report["paired"]:
         print()
         print(paired_markdown(report["paired"], report["budget_key"] or "budget"))
     for note in report["notes"]:
         print(f"note: {note}", file=sys.stderr)
     counts = report["counts"]
-    print(f"\n{counts['runs']} runs ({counts['failed']} failed); report: {out / 'report.md'}")
+    debug = f", {counts['debug_left_out']} debug left out" if counts["debug_left_out"] else ""
+    print(
+        f"\n{counts['runs']} runs ({counts['failed']} failed{debug}); report: {out / 'report.md'}"
+    )
     return 0
 
 

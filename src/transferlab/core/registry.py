@@ -32,8 +32,8 @@ class Registry(Generic[T]):
         return lambda item: self._add(name, item)
 
     def _add(self, name: str, entry: T) -> T:
-        if name in self._entries and self._entries[name] is not entry:
-            raise ValueError(f"{self.kind} '{name}' is registered twice")
+        if name in self._entries:
+            raise ValueError(f"{self.kind} '{name}' is already registered")
         self._entries[name] = entry
         return entry
 

@@ -29,6 +29,27 @@ _PACKAGES = (
 )
 
 
+DEBUG_STATUS = "debug"
+_LIMIT_KEYS = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+
+
+def is_debug_trainer(trainer: Mapping[str, Any]) -> bool:
+    """Whether trainer settings make a run a debugging run: ``fast_dev_run``,
+    ``overfit_batches``, or a ``limit_*_batches`` below everything (a fraction under 1.0, or
+    an int, which Lightning reads as a batch count). Such runs are recorded with
+    ``"status": "debug"`` and left out of report tables."""
+    if trainer.get("fast_dev_run") or trainer.get("overfit_batches"):
+        return True
+    for key in _LIMIT_KEYS:
+        value = trainer.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        if isinstance(value, float) and value >= 1.0:
+            continue
+        return True
+    return False
+
+
 def package_versions() -> dict[str, str]:
     """Versions of Python and the packages that decide a run's numbers."""
     versions = {"python": platform.python_version()}

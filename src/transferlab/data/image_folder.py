@@ -1,4 +1,7 @@
-"""The user's own images: ``root/<class>/*.png|jpg|jpeg|bmp``, with a fixed test split."""
+"""The user's own images: ``root/<class>/*.png|jpg|jpeg|bmp``, with a fixed test split.
+
+Each file is decoded, converted to 8 bits and resized on its own (data/decode.py), so peak
+memory is the stored data set plus about one full-size image; see docs/data.md."""
 
 from __future__ import annotations
 
@@ -7,14 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from transferlab.core.errors import ConfigError, DataError
+from transferlab.data.decode import GRAY_MODES, decode_image, pixel_limit, read_header
 from transferlab.data.image_data import ImageData
 from transferlab.data.splits import stratified_holdout
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 SPLIT_SEED = 0
 
 
@@ -33,10 +35,37 @@ def _class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def _image_files(folder: Path) -> list[Path]:
+def _has_images(folder: Path) -> Path | None:
+    """The first image file under ``folder`` at any depth (hidden entries skipped), if any."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.lower().endswith(EXTENSIONS) and not name.startswith("."):
+                return Path(dirpath) / name
+    return None
+
+
+def _image_files(folder: Path, recursive: bool) -> list[Path]:
+    if recursive:
+        candidates = [
+            p
+            for p in folder.rglob("*")
+            if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        ]
+    else:
+        candidates = list(folder.iterdir())
+        for sub in sorted(p for p in candidates if p.is_dir() and not p.name.startswith(".")):
+            example = _has_images(sub)
+            if example is not None:
+                raise DataError(
+                    f"class folder {folder} has a sub-folder with images "
+                    f"({example.relative_to(folder)}); only root/<class>/<image> is read: move "
+                    "them up, point data.root at the right level, or set "
+                    "+data.dataset_kwargs.recursive=true to count them in the class"
+                )
     files = sorted(
         p
-        for p in folder.iterdir()
+        for p in candidates
         if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
     )
     if not files:
@@ -47,38 +76,27 @@ def _image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _open(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
-        raise DataError(f"cannot read image {path}: {err}; fix or remove the file") from None
-
-
-def _to_array(image: Image.Image, gray: bool, size: int | None) -> np.ndarray:
-    image = image.convert("L" if gray else "RGB")
-    if size is not None and image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    array = np.asarray(image, dtype=np.uint8)
-    return array[None] if gray else array.transpose(2, 0, 1)
-
-
-def _all_gray(images: list[Image.Image], paths: list[Path], base: Path) -> bool:
+def _all_gray(modes: list[str], paths: list[Path], base: Path) -> bool:
     """True if every image is grayscale; a mix of grayscale and colour files is an error
     (which to convert to is the user's choice)."""
-    is_gray = [i.mode in GRAY_MODES for i in images]
+    is_gray = [m in GRAY_MODES for m in modes]
     if all(is_gray) or not any(is_gray):
         return all(is_gray)
     example = paths[is_gray.index(True)]
     raise DataError(
         f"images in {base} mix grayscale ({sum(is_gray)}, e.g. {example.name}) and colour "
-        f"({len(is_gray) - sum(is_gray)}) files; set data.dataset_kwargs.grayscale=true to "
+        f"({len(is_gray) - sum(is_gray)}) files; set +data.dataset_kwargs.grayscale=true to "
         "convert all to 1 channel or false to convert all to RGB"
     )
 
 
-def _check_options(image_size: object, grayscale: object, test_fraction: object) -> None:
+def _check_options(
+    image_size: object,
+    grayscale: object,
+    test_fraction: object,
+    max_image_pixels: object,
+    recursive: object,
+) -> None:
     if image_size is not None and (
         isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
     ):
@@ -91,6 +109,17 @@ def _check_options(image_size: object, grayscale: object, test_fraction: object)
         or not 0 < test_fraction < 1
     ):
         raise ConfigError(f"test_fraction={test_fraction!r} is invalid; use a number in (0, 1)")
+    if max_image_pixels is not None and (
+        isinstance(max_image_pixels, bool)
+        or not isinstance(max_image_pixels, int)
+        or max_image_pixels < 1
+    ):
+        raise ConfigError(
+            f"max_image_pixels={max_image_pixels!r} is invalid; use a positive integer or null "
+            "(PIL's decompression-bomb limit)"
+        )
+    if not isinstance(recursive, bool):
+        raise ConfigError(f"recursive={recursive!r} is invalid; use true or false")
 
 
 def load_image_folder(
@@ -99,38 +128,56 @@ def load_image_folder(
     image_size: int | None = None,
     grayscale: bool | None = None,
     test_fraction: float = 0.2,
+    max_image_pixels: int | None = None,
+    recursive: bool = False,
 ) -> ImageData:
     """Images from ``root/<class>/``; classes sorted by folder name, a fixed stratified
     ``test_fraction`` of each class held out. ``grayscale=None`` keeps 1 channel only if every
-    image is grayscale. ``download`` is ignored."""
-    _check_options(image_size, grayscale, test_fraction)
+    image is grayscale. Each image is resized to ``image_size`` right after decoding. Larger
+    than ``max_image_pixels`` (default: where PIL refuses, 2 x ``PIL.Image.MAX_IMAGE_PIXELS``)
+    is an error; ``recursive`` also reads sub-folders of class folders (else an error).
+    ``download`` is ignored."""
+    _check_options(image_size, grayscale, test_fraction, max_image_pixels, recursive)
     if root is None:
         raise DataError("data=image_folder needs data.root=<dir> with one sub-folder per class")
     base = Path(root).expanduser()
     folders = _class_folders(base)
     paths, labels = [], []
     for label, folder in enumerate(folders):
-        files = _image_files(folder)
+        files = _image_files(folder, recursive)
         paths += files
         labels += [label] * len(files)
-    images = [_open(p) for p in paths]
-    gray = grayscale if grayscale is not None else _all_gray(images, paths, base)
+    limit = pixel_limit(max_image_pixels)
+    headers = [read_header(p, limit) for p in paths]  # mode and size, pixels not decoded
+    gray = grayscale if grayscale is not None else _all_gray([m for m, _ in headers], paths, base)
     if image_size is None:
-        sizes = {i.size for i in images}
+        sizes = {s for _, s in headers}
         if len(sizes) > 1:
             (w1, h1), (w2, h2) = sorted(sizes)[:2]
             raise DataError(
                 f"images in {base} have {len(sizes)} different sizes (e.g. {w1}x{h1} "
                 f"and {w2}x{h2}); set data.image_size=<N> to resize all to N x N"
             )
-    stacked = torch.from_numpy(np.stack([_to_array(i, gray, image_size) for i in images]))
+        width, height = headers[0][1]
+    else:
+        width = height = image_size
+    stacked = np.empty((len(paths), 1 if gray else 3, height, width), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        array = decode_image(path, gray, image_size, limit)
+        if array.shape != stacked.shape[1:]:  # a file whose header lied about its size
+            raise DataError(
+                f"image {path} decoded to {array.shape[2]}x{array.shape[1]}, not "
+                f"{width}x{height} as its header says; fix or remove the file"
+            )
+        stacked[i] = array
+    images = torch.from_numpy(stacked)
     label_tensor = torch.as_tensor(labels, dtype=torch.int64)
     names = [f.name for f in folders]
     train, test = stratified_holdout(label_tensor, test_fraction, SPLIT_SEED, names)
     return ImageData(
-        stacked[train],
+        images[train],
         label_tensor[train],
-        stacked[test],
+        images[test],
         label_tensor[test],
         names,
         "image_folder",

@@ -10,31 +10,37 @@ from typing import Any
 
 from transferlab.core.errors import ConfigError
 from transferlab.report import plots, tables
+from transferlab.report.grouping import (
+    RUN_LOCAL_CONFIG_KEYS,
+    Cell,
+    check_repeated_seeds,
+    is_debug,
+    make_cells,
+    mixed_identity_keys,
+)
 from transferlab.report.runs import (
+    EXPERIMENT_KEYS,
     PATH_KEY,
+    budget_sort_key,
     drop_superseded,
-    format_value,
-    get_key,
-    group_key,
     has_key,
     is_completed,
     load_runs,
-    method_label,
     metric_value,
-    mixed_keys,
     select_task,
 )
 from transferlab.report.stats import (
+    CONFIDENCE,
     DEFAULT_BUDGET_KEY,
     DEFAULT_GROUP_BY,
     DEFAULT_METRIC,
-    aggregate,
+    aggregate_cells,
     lower_is_better,
     methods_matching,
-    paired_comparisons,
+    paired_from_cells,
 )
 
-REPORT_SCHEMA = 1
+REPORT_SCHEMA = 2
 DEFAULT_COMPARE = (("finetune", "scratch"),)
 PLOT_FILES = {
     "budget_curve": "accuracy_vs_budget.png",
@@ -93,21 +99,6 @@ def _comparisons(
     return chosen
 
 
-def _detail_run(
-    completed: Sequence[Mapping[str, Any]], metric: str, higher: bool
-) -> Mapping[str, Any] | None:
-    """The best completed run (by ``metric``) that has per-class test details."""
-    with_details = [
-        r
-        for r in completed
-        if metric_value(r, metric) is not None and isinstance(r.get("test_details"), Mapping)
-    ]
-    if not with_details:
-        return None
-    sign = 1.0 if higher else -1.0
-    return max(with_details, key=lambda r: sign * metric_value(r, metric))
-
-
 def _clean(value: Any) -> Any:
     """JSON-safe: tuples as lists, NaN as null."""
     if isinstance(value, dict):
@@ -119,17 +110,39 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _debug_runs(
+    runs: list[dict[str, Any]], include: bool, notes: list[str]
+) -> tuple[list[dict[str, Any]], int]:
+    """Leave debug runs out (a note says how many) unless ``include``."""
+    debug = [r for r in runs if is_debug(r)]
+    if not debug:
+        return runs, 0
+    if include:
+        notes.append(f"{len(debug)} debug runs included as their own rows (named 'debug')")
+        return runs, 0
+    shown = ", ".join(str(r[PATH_KEY]) for r in debug[:5]) + (", ..." if len(debug) > 5 else "")
+    notes.append(
+        f"left out {len(debug)} debug runs (status 'debug', trainer.fast_dev_run, "
+        f"overfit_batches or limit_*_batches): {shown}; --include-debug shows them as own rows"
+    )
+    kept = [r for r in runs if not is_debug(r)]
+    if not kept:
+        raise ConfigError(
+            f"all {len(debug)} runs are debug runs (fast_dev_run, limit_*_batches); "
+            "pass --include-debug to report them anyway"
+        )
+    return kept, len(debug)
+
+
 def _draw_plots(
-    runs: Sequence[Mapping[str, Any]],
+    cells: Sequence[Cell],
     groups: Sequence[Mapping[str, Any]],
     out: Path,
     *,
     metric: str,
-    group_by: Sequence[str],
     budget_key: str | None,
     layer_key: str,
     variant_key: str,
-    higher: bool,
     notes: list[str],
 ) -> dict[str, str]:
     try:
@@ -149,48 +162,83 @@ def _draw_plots(
         else:
             written["budget_curve"] = path.name
     path = plots.plot_layer_transfer(
-        runs, out / PLOT_FILES["layer_transfer"], layer_key, variant_key, metric, budget_key
+        cells, out / PLOT_FILES["layer_transfer"], layer_key, variant_key, metric, budget_key
     )
     if path is None:
         notes.append(f"layer-transfer plot skipped: no completed run has '{layer_key}'")
     else:
         written["layer_transfer"] = path.name
-    completed = [r for r in runs if is_completed(r)]
-    run = _detail_run(completed, metric, higher)
-    if run is None:
-        notes.append("per-class and confusion plots skipped: no run has test_details")
-        return written
-    key = dict(zip(group_by, group_key(run, group_by, budget_key)))
-    title = f"{method_label(key, budget_key)}"
-    if budget_key:
-        title += f", {budget_key}={format_value(key.get(budget_key))}"
-    title += f", seed {get_key(run, 'seed')} (best {metric})"
+    ordered = sorted(cells, key=lambda c: (c.method, budget_sort_key(c.budget)))
+    rows = [(c.method, c.budget, c.finished(metric)) for c in ordered]
+    budget_name = budget_key or ""
+    drawn = False
     for name, draw in (("per_class", plots.plot_per_class), ("confusion", plots.plot_confusion)):
-        path = draw(run, out / PLOT_FILES[name], title=title)
+        path = draw(rows, out / PLOT_FILES[name], budget_name=budget_name)
         if path is not None:
             written[name] = path.name
-    written["detail_run"] = str(run[PATH_KEY])
+            drawn = True
+    if not drawn:
+        notes.append("per-class and confusion plots skipped: no run has test_details")
+    elif sum(1 for _, _, runs in rows if runs) > plots.MAX_CONFUSION_PANELS:
+        notes.append(
+            f"confusion plot: the first {plots.MAX_CONFUSION_PANELS} cells only (of {len(rows)})"
+        )
     return written
+
+
+def _legend(report: Mapping[str, Any]) -> list[str]:
+    metric = report["metric"]
+    direction = "higher" if report["higher_is_better"] else "lower"
+    level = f"{report['confidence']:.0%}"
+    if report["pooled"]:
+        grouping = (
+            f"Grouped by {', '.join(report['group_by'])} as asked (`--group-by`): a cell may "
+            "pool runs whose configs differ; the `pooled:` lines under the table name the "
+            "config keys that differ inside each cell."
+        )
+    else:
+        grouping = (
+            "A cell averages only runs whose resolved configs are identical except for the "
+            "seed and run-local keys (paths, logging, caches); runs that differ in anything "
+            "else are separate rows, named by the config keys that differ (e.g. `lr=0.01`)."
+        )
+    return [
+        f"Metric `{metric}` ({direction} is better): mean ± sample std over seeds (n = finished "
+        "runs; `–` for the std of a single run).",
+        grouping,
+        f"**Bold**: the best mean of its column, only where the {level} paired t interval "
+        "(same seeds) of its difference to the runner-up excludes zero (see *Best per column*); "
+        "no bold means the data do not separate the two best rows.",
+    ]
 
 
 def _markdown(report: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) -> str:
     metric, budget_key = report["metric"], report["budget_key"]
     counts = report["counts"]
     budget_name = budget_key or "budget"
-    direction = "higher" if report["higher_is_better"] else "lower"
+    debug = f", {counts['debug_left_out']} debug runs left out" if counts["debug_left_out"] else ""
     lines = [
         "# transferlab report",
         "",
-        f"Metric `{metric}`: mean ± sample std over seeds (n = finished runs); {direction} is "
-        "better, the best mean of each column in bold.",
+        *_legend(report),
         f"Runs: {counts['runs']} found, {counts['completed']} finished, {counts['failed']} "
-        "failed (failed runs are counted and listed, never averaged).",
+        f"failed (failed runs are counted and listed, never averaged){debug}.",
         "",
         f"## {metric} by method" + (f" and {budget_key}" if budget_key else ""),
         "",
         tables.pivot_markdown(groups),
         "",
     ]
+    pooled = tables.pooled_lines(groups)
+    if pooled:
+        lines += [*(f"- {line}" for line in pooled), ""]
+    if any(g.get("best_test") for g in groups):
+        lines += [
+            "## Best per column (best − runner-up on the same seeds)",
+            "",
+            tables.best_markdown(groups, budget_name),
+            "",
+        ]
     if report["paired"]:
         lines += [
             "## Paired differences (a − b on the same seeds; 95% t interval)",
@@ -198,7 +246,7 @@ def _markdown(report: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) ->
             tables.paired_markdown(report["paired"], budget_name),
             "",
         ]
-    lines += ["## Every group", "", tables.summary_markdown(groups, budget_name), ""]
+    lines += ["## Every cell", "", tables.summary_markdown(groups, budget_name), ""]
     if counts["failed"]:
         lines += ["## Failed runs", "", tables.failed_markdown(groups), ""]
     titles = {
@@ -211,14 +259,19 @@ def _markdown(report: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) ->
     if shown:
         lines += ["## Plots", ""]
         lines += [f"![{t}]({f})\n" for t, f in shown]
-        if "detail_run" in report["plots"]:
-            run = report["plots"]["detail_run"]
-            lines += [f"Per-class plots: the best run by `{metric}`, `{run}`.", ""]
+        if "per_class" in report["plots"] or "confusion" in report["plots"]:
+            lines += [
+                "Per-class accuracy and confusion: per row (and budget), averaged over its "
+                "seeds (confusion matrices normalised per true class, then averaged).",
+                "",
+            ]
     if report["notes"]:
         lines += ["## Notes", "", *(f"- {n}" for n in report["notes"]), ""]
     lines += [
-        "Files: `summary.csv` (one row per group), `table.csv` / `table.tex` (the table "
-        "above), `paired.csv`, `report.json`.",
+        "Files: `table.csv` (one row per cell: method, budget, mean, std, n, seeds, ci_low, "
+        "ci_high, best and the keys naming the row), `summary.csv` (the same with failed runs, "
+        "min, max, wall time, pooled keys), `table.tex` (the table above), `paired.csv`, "
+        "`report.json`.",
         "",
     ]
     return "\n".join(lines)
@@ -227,19 +280,25 @@ def _markdown(report: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) ->
 def build_report(
     paths: Iterable[str | Path],
     out_dir: str | Path,
-    group_by: Sequence[str] = DEFAULT_GROUP_BY,
+    group_by: Sequence[str] | None = None,
     metric: str = DEFAULT_METRIC,
     compare: Sequence[Sequence[str]] | None = None,
     budget_key: str | None = DEFAULT_BUDGET_KEY,
     layer_key: str = "transfer_stages",
     variant_key: str = "strategy.mode",
     task: str | None = None,
+    include_debug: bool = False,
 ) -> dict[str, Any]:
     """Write the report of the runs under ``paths`` into ``out_dir`` and return its numbers.
 
-    ``compare``: pairs (A, B) of methods or method prefixes; None compares finetune with
-    scratch where both ran. ``task``: ``train``, ``eval`` or ``all``; None keeps the train runs
-    when tasks mix. Raises ConfigError for no results, unknown keys, metrics or methods.
+    ``group_by`` None: rows by :data:`DEFAULT_GROUP_BY`, split further by the runs' resolved
+    configs (a cell averages one configuration over seeds; see
+    :mod:`transferlab.report.grouping`); explicit keys pool every run with the same values
+    and say which config keys each cell pooled. ``compare``: pairs (A, B) of methods or method
+    prefixes; None compares finetune with scratch where both ran. ``task``: ``train``, ``eval``
+    or ``all``; None keeps the train runs when tasks mix. ``include_debug``: keep debug runs
+    (fast_dev_run, limit_*_batches), as their own rows. Raises ConfigError for no results,
+    unknown keys, metrics or methods, and for a configuration that repeats a seed.
     """
     paths = [Path(p) for p in paths]
     runs = load_runs(paths)
@@ -253,43 +312,48 @@ def build_report(
         raise ConfigError(f"no '{task}' runs; use task train, eval or all")
     runs, dropped = drop_superseded(runs)
     notes += dropped
-    group_by = list(group_by)
+    pool = group_by is not None
+    group_by = list(DEFAULT_GROUP_BY if group_by is None else group_by)
     _check_keys(runs, group_by)
+    runs, n_debug = _debug_runs(runs, include_debug, notes)
     completed = [r for r in runs if is_completed(r)]
     _check_metric(completed, metric)
     if budget_key and budget_key not in group_by:
         notes.append(f"'{budget_key}' is not a group key: one column for all budgets")
         budget_key = None
-    mixed = mixed_keys(runs, group_by, budget_key)
+    cells = make_cells(runs, group_by, budget_key, pool=pool)
+    check_repeated_seeds(cells, metric, budget_key)
+    mixed = mixed_identity_keys(cells, [k for k in EXPERIMENT_KEYS if k not in group_by])
     if mixed:
         notes.append(
             f"groups mix runs that differ in {', '.join(mixed)}: add them to the group keys"
         )
     higher = not lower_is_better(metric)
-    groups = aggregate(runs, group_by, metric, budget_key, higher)
+    groups = aggregate_cells(cells, metric, budget_key, higher)
     paired = [
         row
         for a, b in _comparisons(groups, compare, notes)
-        for row in paired_comparisons(runs, a, b, group_by, metric, budget_key)
+        for row in paired_from_cells(cells, a, b, metric, budget_key)
     ]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    caption = f"{metric}: mean ± std over seeds (n runs); best per column in bold"
+    caption = (
+        f"{metric}: mean ± std over seeds (n runs); bold: best of its column where the paired "
+        f"{CONFIDENCE:.0%} interval against the runner-up excludes zero"
+    )
     tables.write_summary_csv(groups, out / "summary.csv", budget_key)
-    tables.write_pivot_csv(groups, out / "table.csv")
+    tables.write_table_csv(groups, out / "table.csv", budget_key)
     (out / "table.tex").write_text(tables.pivot_latex(groups, caption), encoding="utf-8")
     tables.write_paired_csv(paired, out / "paired.csv")
     drawn = _draw_plots(
-        runs,
+        cells,
         groups,
         out,
         metric=metric,
-        group_by=group_by,
         budget_key=budget_key,
         layer_key=layer_key,
         variant_key=variant_key,
-        higher=higher,
         notes=notes,
     )
     n_failed = sum(g["n_failed"] for g in groups)
@@ -298,9 +362,18 @@ def build_report(
             "schema": REPORT_SCHEMA,
             "metric": metric,
             "higher_is_better": higher,
+            "confidence": CONFIDENCE,
             "group_by": group_by,
+            "pooled": pool,
+            "run_local_config_keys": list(RUN_LOCAL_CONFIG_KEYS),
+            "include_debug": include_debug,
             "budget_key": budget_key,
-            "counts": {"runs": len(runs), "completed": len(runs) - n_failed, "failed": n_failed},
+            "counts": {
+                "runs": len(runs),
+                "completed": len(runs) - n_failed,
+                "failed": n_failed,
+                "debug_left_out": n_debug,
+            },
             "groups": groups,
             "paired": paired,
             "failed": [

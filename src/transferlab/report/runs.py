@@ -92,9 +92,13 @@ def has_key(runs: Iterable[Mapping[str, Any]], key: str) -> bool:
     return any(get_key(run, key, _MISSING) is not _MISSING for run in runs)
 
 
+FINISHED_STATUSES = ("completed", "debug")
+
+
 def is_completed(run: Mapping[str, Any]) -> bool:
-    """A run that finished (its metrics can be averaged)."""
-    return run.get("status") == "completed"
+    """A run that finished (its metrics can be averaged): ``completed``, or ``debug`` (a run
+    under a debug setting; the report leaves those out unless asked)."""
+    return run.get("status") in FINISHED_STATUSES
 
 
 def metric_value(run: Mapping[str, Any], metric: str) -> float | None:
@@ -203,7 +207,7 @@ def drop_superseded(runs: list[dict[str, Any]]) -> tuple[list[dict], list[str]]:
     return kept, notes
 
 
-# identity keys that make two runs different experiments (a group should not mix them)
+# identity keys that make two runs different experiments (a cell should not mix them)
 EXPERIMENT_KEYS = (
     "strategy",
     "mode",
@@ -214,20 +218,3 @@ EXPERIMENT_KEYS = (
     "labels_per_class",
     "label_fraction",
 )
-
-
-def mixed_keys(
-    runs: Iterable[Mapping[str, Any]], group_by: Sequence[str], budget_key: str | None
-) -> list[str]:
-    """The :data:`EXPERIMENT_KEYS` outside ``group_by`` whose values differ inside a group."""
-    groups: dict[tuple, list[Mapping[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault(group_key(run, group_by, budget_key), []).append(run)
-    return [
-        key
-        for key in EXPERIMENT_KEYS
-        if key not in group_by
-        and any(
-            len({hashable(get_key(r, key)) for r in members}) > 1 for members in groups.values()
-        )
-    ]

@@ -1,4 +1,4 @@
-"""Aggregation over seeds and paired comparisons between methods."""
+"""Aggregation over seeds, the best of each column, and paired comparisons between methods."""
 
 from __future__ import annotations
 
@@ -7,22 +7,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats as scipy_stats
 
+from transferlab.report.grouping import Cell, make_cells
 from transferlab.report.runs import (
     PATH_KEY,
     budget_sort_key,
     format_value,
     get_key,
-    group_key,
     is_completed,
-    method_label,
     metric_value,
 )
 
 DEFAULT_GROUP_BY = ("strategy", "mode", "labels_per_class")
 DEFAULT_METRIC = "test/acc"
 DEFAULT_BUDGET_KEY = "labels_per_class"
+CONFIDENCE = 0.95
 
 
 def lower_is_better(metric: str) -> bool:
@@ -32,20 +33,28 @@ def lower_is_better(metric: str) -> bool:
     return any(word in name for word in ("loss", "error", "time", "nll", "fid", "kid"))
 
 
-def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
-    """n, mean, sample std (ddof=1; 0 for one value), min and max; None where n == 0."""
+def _t_interval(mean: float, sd: float, n: int, confidence: float) -> tuple[float, float]:
+    """The t interval of a mean from ``n`` values with sample std ``sd`` (n >= 2)."""
+    if sd == 0:
+        return mean, mean
+    low, high = scipy_stats.t.interval(confidence, n - 1, loc=mean, scale=sd / math.sqrt(n))
+    return float(low), float(high)
+
+
+def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """n, mean, sample std (ddof=1), min, max and the t interval of the mean (``ci_low``,
+    ``ci_high``); std and the interval are None for one value, everything but n for none."""
     n = len(values)
+    out: dict[str, Any] = {"n": n, "mean": None, "std": None, "min": None, "max": None}
+    out |= {"ci_low": None, "ci_high": None}
     if n == 0:
-        return {"n": 0, "mean": None, "std": None, "min": None, "max": None}
-    arr = np.asarray(values, dtype=float)
-    std = float(arr.std(ddof=1)) if n > 1 else 0.0
-    return {
-        "n": n,
-        "mean": float(arr.mean()),
-        "std": std,
-        "min": float(arr.min()),
-        "max": float(arr.max()),
-    }
+        return out
+    described = pd.Series(values, dtype=float).describe()
+    out |= {k: float(described[k]) for k in ("mean", "min", "max")}
+    if n > 1:
+        out["std"] = float(described["std"])
+        out["ci_low"], out["ci_high"] = _t_interval(out["mean"], out["std"], n, confidence)
+    return out
 
 
 def _seed(run: Mapping[str, Any]) -> Any:
@@ -62,41 +71,64 @@ def _failure(run: Mapping[str, Any], metric: str) -> dict[str, Any]:
     }
 
 
-def aggregate(
+def cells_for(
     runs: Sequence[Mapping[str, Any]],
-    group_by: Sequence[str] = DEFAULT_GROUP_BY,
+    group_by: Sequence[str] | None,
+    budget_key: str | None,
+) -> tuple[list[Cell], str | None]:
+    """The cells of ``runs``: ``group_by`` None splits the default keys' groups by config,
+    explicit keys pool. Returns the cells and the budget key (None unless in the group keys)."""
+    pool = group_by is not None
+    keys = list(DEFAULT_GROUP_BY if group_by is None else group_by)
+    budget_key = budget_key if budget_key in keys else None
+    return make_cells(runs, keys, budget_key, pool=pool), budget_key
+
+
+def aggregate_cells(
+    cells: Sequence[Cell],
     metric: str = DEFAULT_METRIC,
     budget_key: str | None = DEFAULT_BUDGET_KEY,
     higher_is_better: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per group of ``group_by`` values, over seeds: n, mean, std, min, max, the mean
-    wall time, the seeds, and the failed runs (counted, never averaged). ``best`` marks the best
-    mean of each budget (ties all marked); a completed run without ``metric`` counts as failed."""
-    budget_key = budget_key if budget_key in group_by else None
-    groups: dict[tuple, list[Mapping[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault(group_key(run, group_by, budget_key), []).append(run)
+    """One row per cell over seeds: n, mean, std, min, max, the t interval of the mean, the
+    mean wall time, seeds and values, and the failed runs (counted, never averaged); then
+    :func:`mark_best`. A completed run without ``metric`` counts as failed."""
+    records = []
+    for index, cell in enumerate(cells):
+        for run in cell.finished(metric):
+            wall = run.get("wall_time_s")
+            records.append(
+                {
+                    "cell": index,
+                    "value": metric_value(run, metric),
+                    "wall": float(wall) if isinstance(wall, int | float) else np.nan,
+                }
+            )
+    frame = pd.DataFrame(records, columns=["cell", "value", "wall"])
+    values = frame.groupby("cell")["value"].agg(list)
+    walls = frame.groupby("cell")["wall"].mean()
     rows = []
-    for values, members in groups.items():
-        key = dict(zip(group_by, values))
-        done = [r for r in members if is_completed(r) and metric_value(r, metric) is not None]
-        failed = [r for r in members if not any(r is d for d in done)]
-        walls = [
-            float(r["wall_time_s"]) for r in done if isinstance(r.get("wall_time_s"), int | float)
-        ]
-        budget = key.get(budget_key) if budget_key else None
+    for index, cell in enumerate(cells):
+        done = cell.finished(metric)
+        failed = [r for r in cell.runs if not any(r is d for d in done)]
+        wall = walls.get(index, np.nan)
         rows.append(
             {
-                "key": key,
-                "method": method_label(key, budget_key),
-                "budget": budget,
-                "budget_label": format_value(budget) if budget_key else metric,
-                **summarize([metric_value(r, metric) for r in done]),
+                "key": cell.key,
+                "method": cell.method,
+                "label": cell.label,
+                "variant": dict(cell.variant),
+                "budget": cell.budget,
+                "budget_label": format_value(cell.budget) if budget_key else metric,
+                **summarize(values.get(index, [])),
                 "n_failed": len(failed),
-                "wall_time_mean_s": float(np.mean(walls)) if walls else None,
+                "wall_time_mean_s": None if pd.isna(wall) else float(wall),
                 "seeds": [_seed(r) for r in done],
+                "values": list(values.get(index, [])),
                 "runs": [r.get(PATH_KEY) for r in done],
                 "failed": [_failure(r, metric) for r in failed],
+                "fingerprint": cell.fingerprint,
+                "pooled": list(cell.pooled),
             }
         )
     rows.sort(key=lambda r: (r["method"], budget_sort_key(r["budget"])))
@@ -106,30 +138,67 @@ def aggregate(
     return rows
 
 
-def mark_best(rows: list[dict[str, Any]], higher_is_better: bool = True) -> None:
-    """Set ``best`` on the rows holding the best mean of their budget column."""
+def aggregate(
+    runs: Sequence[Mapping[str, Any]],
+    group_by: Sequence[str] | None = None,
+    metric: str = DEFAULT_METRIC,
+    budget_key: str | None = DEFAULT_BUDGET_KEY,
+    higher_is_better: bool | None = None,
+) -> list[dict[str, Any]]:
+    """The table rows of ``runs`` (see :func:`cells_for` and :func:`aggregate_cells`)."""
+    cells, budget_key = cells_for(runs, group_by, budget_key)
+    return aggregate_cells(cells, metric, budget_key, higher_is_better)
+
+
+def _unique_by_seed(seeds: Sequence[Any], values: Sequence[float]) -> dict[Any, float]:
+    """Values by seed, without seeds that appear more than once (a pooled cell)."""
+    counts: dict[Any, int] = {}
+    for seed in seeds:
+        counts[seed] = counts.get(seed, 0) + 1
+    return {s: v for s, v in zip(seeds, values) if counts[s] == 1 and s is not None}
+
+
+def mark_best(
+    rows: list[dict[str, Any]],
+    higher_is_better: bool = True,
+    confidence: float = CONFIDENCE,
+) -> None:
+    """Set ``best`` on the row with the best mean of each budget column only where the paired
+    t interval (same seeds) of its difference to the runner-up (the second-best mean) excludes
+    zero; the row with the best mean gets ``best_test`` (runner-up, pairs, interval) either
+    way. A column with one row has no runner-up and no bold."""
     sign = 1.0 if higher_is_better else -1.0
-    best: dict[Any, float] = {}
+    for row in rows:
+        row["best"] = False
+        row["best_test"] = None
+    columns: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row["mean"] is not None:
-            b = row["budget_label"]
-            best[b] = max(best.get(b, -math.inf), sign * row["mean"])
-    for row in rows:
-        target = best.get(row["budget_label"])
-        row["best"] = (
-            row["mean"] is not None
-            and target is not None
-            and math.isclose(sign * row["mean"], target, rel_tol=0, abs_tol=1e-12)
-        )
+            columns.setdefault(row["budget_label"], []).append(row)
+    for members in columns.values():
+        ranked = sorted(members, key=lambda r: -sign * r["mean"])
+        if len(ranked) < 2:
+            continue
+        best, runner = ranked[0], ranked[1]
+        a = _unique_by_seed(best["seeds"], best["values"])
+        b = _unique_by_seed(runner["seeds"], runner["values"])
+        seeds = sorted(set(a) & set(b), key=_seed_order)
+        test = paired_difference([a[s] - b[s] for s in seeds], confidence)
+        low, high = test["ci_low"], test["ci_high"]
+        excludes = low is not None and (low > 0 if higher_is_better else high < 0)
+        best["best_test"] = {"vs": runner["method"], "seeds": seeds, **test, "excludes": excludes}
+        best["best"] = excludes
 
 
 def methods_matching(methods: Sequence[str], spec: str) -> list[str]:
-    """The method labels that ``spec`` names: the label itself or a prefix of ``a/b`` parts."""
-    return [m for m in methods if m == spec or m.startswith(spec + "/")]
+    """The method labels that ``spec`` names: the label itself, a prefix of ``a/b`` parts, or a
+    label whose row is named apart by config values (``finetune/full`` -> ``finetune/full
+    lr=0.01``)."""
+    return [m for m in methods if m == spec or m.startswith((spec + "/", spec + " "))]
 
 
-def paired_difference(diffs: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
-    """Mean of paired differences, its sample std and the t-distribution confidence interval."""
+def paired_difference(diffs: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """Mean of paired differences, their sample std and the t interval of the mean."""
     n = len(diffs)
     if n == 0:
         return {"n_pairs": 0, "mean_diff": None, "sd_diff": None, "ci_low": None, "ci_high": None}
@@ -138,14 +207,8 @@ def paired_difference(diffs: Sequence[float], confidence: float = 0.95) -> dict[
     if n == 1:
         return {"n_pairs": 1, "mean_diff": mean, "sd_diff": None, "ci_low": None, "ci_high": None}
     sd = float(arr.std(ddof=1))
-    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return {
-        "n_pairs": n,
-        "mean_diff": mean,
-        "sd_diff": sd,
-        "ci_low": mean - half,
-        "ci_high": mean + half,
-    }
+    low, high = _t_interval(mean, sd, n, confidence)
+    return {"n_pairs": n, "mean_diff": mean, "sd_diff": sd, "ci_low": low, "ci_high": high}
 
 
 def _by_seed(runs: Sequence[Mapping[str, Any]], metric: str) -> tuple[dict[Any, float], list]:
@@ -164,42 +227,40 @@ def _seed_order(seed: Any) -> tuple[int, Any]:
     return (0, seed) if isinstance(seed, int) else (1, str(seed))
 
 
-def paired_comparisons(
-    runs: Sequence[Mapping[str, Any]],
+def paired_from_cells(
+    cells: Sequence[Cell],
     a: str,
     b: str,
-    group_by: Sequence[str] = DEFAULT_GROUP_BY,
     metric: str = DEFAULT_METRIC,
     budget_key: str | None = DEFAULT_BUDGET_KEY,
 ) -> list[dict[str, Any]]:
-    """``a`` minus ``b`` on the same seeds, for each method matching ``a`` and ``b`` (see
+    """``a`` minus ``b`` on the same seeds, for each row matching ``a`` and ``b`` (see
     :func:`methods_matching`) and each budget. Seeds found on one side only, or more than once
     on a side, are listed under ``unpaired_a`` / ``unpaired_b`` and not used."""
-    budget_key = budget_key if budget_key in group_by else None
-    cells: dict[tuple[str, Any], list[Mapping[str, Any]]] = {}
-    for run in runs:
-        key = dict(zip(group_by, group_key(run, group_by, budget_key)))
-        budget = key.get(budget_key) if budget_key else None
-        cells.setdefault((method_label(key, budget_key), budget), []).append(run)
-    methods = sorted({m for m, _ in cells})
-    budgets = sorted({bud for _, bud in cells}, key=budget_sort_key)
+    by_cell = {(c.method, format_value(c.budget)): c for c in cells}
+    budgets: dict[str, Any] = {}
+    for cell in cells:
+        budgets.setdefault(format_value(cell.budget), cell.budget)
+    order = sorted(budgets, key=lambda label: budget_sort_key(budgets[label]))
+    methods = sorted({c.method for c in cells})
     rows = []
     for ma in methods_matching(methods, a):
         for mb in methods_matching(methods, b):
             if ma == mb:
                 continue
-            for budget in budgets:
-                if (ma, budget) not in cells and (mb, budget) not in cells:
+            for label in order:
+                cell_a, cell_b = by_cell.get((ma, label)), by_cell.get((mb, label))
+                if cell_a is None and cell_b is None:
                     continue
-                va, rep_a = _by_seed(cells.get((ma, budget), []), metric)
-                vb, rep_b = _by_seed(cells.get((mb, budget), []), metric)
+                va, rep_a = _by_seed(cell_a.runs if cell_a else [], metric)
+                vb, rep_b = _by_seed(cell_b.runs if cell_b else [], metric)
                 seeds = sorted(set(va) & set(vb), key=_seed_order)
                 rows.append(
                     {
                         "a": ma,
                         "b": mb,
-                        "budget": budget,
-                        "budget_label": format_value(budget) if budget_key else metric,
+                        "budget": budgets[label],
+                        "budget_label": label if budget_key else metric,
                         **paired_difference([va[s] - vb[s] for s in seeds]),
                         "seeds": seeds,
                         "unpaired_a": sorted(
@@ -211,3 +272,16 @@ def paired_comparisons(
                     }
                 )
     return rows
+
+
+def paired_comparisons(
+    runs: Sequence[Mapping[str, Any]],
+    a: str,
+    b: str,
+    group_by: Sequence[str] | None = None,
+    metric: str = DEFAULT_METRIC,
+    budget_key: str | None = DEFAULT_BUDGET_KEY,
+) -> list[dict[str, Any]]:
+    """:func:`paired_from_cells` over the cells of ``runs`` (see :func:`cells_for`)."""
+    cells, budget_key = cells_for(runs, group_by, budget_key)
+    return paired_from_cells(cells, a, b, metric, budget_key)

@@ -24,11 +24,13 @@ _LATEX_SPECIAL = {
 
 
 def format_cell(group: Mapping[str, Any], digits: int = 3, pm: str = "±") -> str:
-    """``0.844 ± 0.025 (n=3)``, with ``, 1 failed`` when runs failed; ``–`` without a mean."""
+    """``0.844 ± 0.025 (n=3)``, with ``, 1 failed`` when runs failed; ``0.844 ± – (n=1)`` for one
+    run (no spread to show); ``–`` without a mean."""
     failed = f", {group['n_failed']} failed" if group.get("n_failed") else ""
     if group["mean"] is None:
         return f"– (n=0{failed})"
-    return f"{group['mean']:.{digits}f} {pm} {group['std']:.{digits}f} (n={group['n']}{failed})"
+    std = "–" if group.get("std") is None else f"{group['std']:.{digits}f}"
+    return f"{group['mean']:.{digits}f} {pm} {std} (n={group['n']}{failed})"
 
 
 def _num(value: float | None, digits: int = 3, signed: bool = False) -> str:
@@ -125,42 +127,80 @@ def _csv_value(value: Any) -> Any:
     return value
 
 
-def write_pivot_csv(groups: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """The pivot as CSV: one row per method, one column per budget (cells as in Markdown)."""
-    columns, rows = pivot(groups)
-    body = [[m, *("" if g is None else format_cell(g) for g in cells)] for m, cells in rows]
-    return _write_csv(Path(path), ["method", *columns], body)
-
-
+TABLE_FIELDS = ("method", "budget", "mean", "std", "n", "seeds", "ci_low", "ci_high", "best")
 SUMMARY_FIELDS = (
     "method",
     "budget",
-    "n",
-    "n_failed",
     "mean",
     "std",
+    "n",
+    "seeds",
+    "ci_low",
+    "ci_high",
+    "best",
+    "n_failed",
     "min",
     "max",
     "wall_time_mean_s",
-    "seeds",
-    "best",
+    "pooled",
+    "fingerprint",
 )
+
+
+def _key_value(value: Any) -> Any:
+    """A key's value in a CSV cell: numbers and text as they are, lists joined, None empty."""
+    if isinstance(value, list | tuple):
+        return format_value(tuple(value))
+    return _csv_value(value)
+
+
+def _long_rows(
+    groups: Sequence[Mapping[str, Any]], fields: Sequence[str], budget_key: str | None
+) -> tuple[list[str], list[list[Any]]]:
+    keys = list(groups[0]["key"]) if groups else []
+    variant_keys = sorted({k for g in groups for k in g.get("variant") or {}} - set(keys))
+    # a group key called like a field (``--group-by method``) gets its own column name
+    header = [*fields, *(f"key.{k}" if k in fields else k for k in [*keys, *variant_keys])]
+    rows = []
+    for g in groups:
+        values = {
+            **g,
+            "budget": g["budget_label"],
+            "seeds": _seeds(g["seeds"]),
+            "pooled": " ".join(g.get("pooled") or []),
+        }
+        key_cells = [
+            format_value(v) if k == budget_key else _key_value(v) for k, v in g["key"].items()
+        ]
+        variant = g.get("variant") or {}
+        rows.append(
+            [
+                *(_csv_value(values.get(f)) for f in fields),
+                *key_cells,
+                *(_key_value(variant.get(k)) for k in variant_keys),
+            ]
+        )
+    return header, rows
+
+
+def write_table_csv(
+    groups: Sequence[Mapping[str, Any]], path: str | Path, budget_key: str | None = None
+) -> Path:
+    """The table in long form, numbers in their own columns (:data:`TABLE_FIELDS`; ``ci_low``
+    and ``ci_high``: the t interval of the mean), then the keys that name the row: the group
+    keys and the config keys that set rows apart. ``pandas.read_csv`` reads the numbers as
+    floats (empty = NaN: no std or interval for one run)."""
+    header, rows = _long_rows(groups, TABLE_FIELDS, budget_key)
+    return _write_csv(Path(path), header, rows)
 
 
 def write_summary_csv(
     groups: Sequence[Mapping[str, Any]], path: str | Path, budget_key: str | None = None
 ) -> Path:
-    """Long format: one row per group, its key values then :data:`SUMMARY_FIELDS`."""
-    keys = list(groups[0]["key"]) if groups else []
-    rows = []
-    for g in groups:
-        key_cells = [
-            format_value(v) if (k == budget_key or v is not None) else ""
-            for k, v in g["key"].items()
-        ]
-        fields = {**g, "budget": g["budget_label"], "seeds": _seeds(g["seeds"])}
-        rows.append([*key_cells, *(_csv_value(fields[f]) for f in SUMMARY_FIELDS)])
-    return _write_csv(Path(path), [*keys, *SUMMARY_FIELDS], rows)
+    """One row per cell: :data:`SUMMARY_FIELDS` (``pooled``: the config keys that differ inside
+    a pooled cell), then the group keys and the config keys that set rows apart."""
+    header, rows = _long_rows(groups, SUMMARY_FIELDS, budget_key)
+    return _write_csv(Path(path), header, rows)
 
 
 PAIRED_FIELDS = (
@@ -228,7 +268,8 @@ def paired_markdown(rows: Sequence[Mapping[str, Any]], budget_name: str = "budge
 
 
 def summary_markdown(groups: Sequence[Mapping[str, Any]], budget_name: str = "budget") -> str:
-    """One row per group: n, mean, std, min, max, failed runs, mean wall time, seeds."""
+    """One row per cell: n, mean, std, the 95% t interval of the mean, min, max, failed runs,
+    mean wall time, seeds."""
     body = [
         [
             g["method"],
@@ -236,6 +277,9 @@ def summary_markdown(groups: Sequence[Mapping[str, Any]], budget_name: str = "bu
             str(g["n"]),
             _num(g["mean"], 4),
             _num(g["std"], 4),
+            "–"
+            if g.get("ci_low") is None
+            else f"[{_num(g['ci_low'], 4)}, {_num(g['ci_high'], 4)}]",
             _num(g["min"], 4),
             _num(g["max"], 4),
             str(g["n_failed"]),
@@ -250,13 +294,57 @@ def summary_markdown(groups: Sequence[Mapping[str, Any]], budget_name: str = "bu
         "n",
         "mean",
         "std",
+        "95% CI of the mean",
         "min",
         "max",
         "failed",
         "wall time (s)",
         "seeds",
     ]
-    return markdown_table(header, body, "llrrrrrrrl")
+    return markdown_table(header, body, "llrrrrrrrrl")
+
+
+def best_markdown(groups: Sequence[Mapping[str, Any]], budget_name: str = "budget") -> str:
+    """Per column: the best mean, the runner-up, their paired difference (same seeds) with its
+    95% t interval, and whether the best is in bold (the interval excludes zero)."""
+    body = []
+    for g in sorted(groups, key=lambda g: budget_sort_key(g["budget"])):
+        test = g.get("best_test")
+        if not test:
+            continue
+        if test["excludes"]:
+            bold = "yes"
+        elif test["n_pairs"] < 2:
+            bold = f"no: {test['n_pairs']} paired seeds, no interval"
+        else:
+            bold = "no: the interval holds 0"
+        ci = (
+            "–"
+            if test["ci_low"] is None
+            else (f"[{_num(test['ci_low'], signed=True)}, {_num(test['ci_high'], signed=True)}]")
+        )
+        body.append(
+            [
+                g["budget_label"],
+                g["method"],
+                test["vs"],
+                str(test["n_pairs"]),
+                _num(test["mean_diff"], signed=True),
+                ci,
+                bold,
+            ]
+        )
+    header = [budget_name, "best mean", "runner-up", "pairs", "mean diff", "95% CI", "bold"]
+    return markdown_table(header, body, "lllrrrl")
+
+
+def pooled_lines(groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``pooled: <row> @ <budget>: <keys>`` for each cell that averages different configs."""
+    return [
+        f"pooled: {g['method']} @ {g['budget_label']}: runs differ in {', '.join(g['pooled'])}"
+        for g in groups
+        if g.get("pooled")
+    ]
 
 
 def failed_markdown(groups: Sequence[Mapping[str, Any]]) -> str:

@@ -9,17 +9,16 @@ source-only evaluation and Tent start from the very classifier that was trained.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from safetensors.torch import load_file, save_file
 
-from transferlab.core.checkpoint import SAFE_LOAD, cpu_state
+from transferlab.core.checkpoint import cpu_state
 from transferlab.core.errors import SourceError
 from transferlab.core.store import config_hash, file_sha256
 from transferlab.data.domains import Domains, make_loader
@@ -27,7 +26,7 @@ from transferlab.models import Backbone, LinearHead
 from transferlab.modules import ClassifierModule
 from transferlab.sources.basic import NoSource
 from transferlab.sources.cache import ENTRY_WEIGHTS, ensure_entry
-from transferlab.sources.training import quiet_trainer
+from transferlab.sources.training import fit_best_and_test, quiet_trainer
 
 log = logging.getLogger(__name__)
 
@@ -70,26 +69,23 @@ def _train(
     batch = int(recipe["batch_size"])
     train = make_loader(domains.source_train, batch, shuffle=True, seed=int(recipe["seed"]))
     val = make_loader(domains.source_val, 1024, shuffle=False)
-    with tempfile.TemporaryDirectory(prefix="tl-adapt-source-") as tmp:
-        checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val/acc", mode="max")
-        trainer = quiet_trainer(
+    test = make_loader(domains.source_test, 1024, shuffle=False)
+
+    def make_trainer(callbacks: Sequence[Callback]) -> L.Trainer:
+        return quiet_trainer(
             accelerator=recipe.get("accelerator", "cpu"),
-            callbacks=[checkpoint],
+            callbacks=callbacks,
             max_epochs=int(recipe["epochs"]),
             limit_train_batches=recipe.get("limit_train_batches") or 1.0,
             fast_dev_run=bool(recipe.get("fast_dev_run")),
         )
-        trainer.fit(module, train, val)
-        best = checkpoint.best_model_path or None
-        test = make_loader(domains.source_test, 1024, shuffle=False)
-        metrics = trainer.test(module, test, ckpt_path=best, verbose=False, **SAFE_LOAD)[0]
+
+    scores = fit_best_and_test(module, make_trainer, [train, val], test)
     save_file(cpu_state(module.backbone), str(weights_path))
     save_file(cpu_state(module.head), str(entry / HEAD_WEIGHTS))
     return {
         "kind": "adapt_source",
-        "best_val_acc": float(checkpoint.best_model_score or float("nan")),
-        "source_test_acc": float(metrics["test/acc"]),
-        "epochs": int(trainer.current_epoch),
+        **scores,
         "head_sha256": file_sha256(entry / HEAD_WEIGHTS),
         "build_seconds": round(time.time() - started, 2),
     }

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import save_file
 
-from transferlab.core.checkpoint import SAFE_LOAD, cpu_state
+from transferlab.core.checkpoint import cpu_state
 from transferlab.core.store import config_hash
 from transferlab.modules import ScratchModule
 from transferlab.sources.base import CachedSource, register_source
-from transferlab.sources.training import source_datamodule, source_trainer
+from transferlab.sources.training import fit_best_and_test, source_datamodule, source_trainer
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +89,12 @@ class PretrainSource(CachedSource):
             scheduler=source_cfg.get("scheduler"),
             class_names=datamodule.class_names,
         )
-        with tempfile.TemporaryDirectory(prefix="tl-source-") as tmp:
-            checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val/acc", mode="max")
-            trainer = source_trainer(source_cfg, [checkpoint])
-            trainer.fit(module, datamodule)
-            best = checkpoint.best_model_path or None
-            test_metrics = trainer.test(
-                module, datamodule, ckpt_path=best, verbose=False, **SAFE_LOAD
-            )[0]
+        scores = fit_best_and_test(
+            module,
+            lambda callbacks: source_trainer(source_cfg, callbacks),
+            [datamodule],
+            datamodule,
+        )
         save_file(cpu_state(module.backbone), str(weights_path))
         return {
             "kind": "pretrain",
@@ -106,8 +102,6 @@ class PretrainSource(CachedSource):
             "dataset": source_cfg.get("dataset"),
             "classes_seen": datamodule.split.classes,
             "class_names_seen": datamodule.class_names,
-            "best_val_acc": float(checkpoint.best_model_score or float("nan")),
-            "source_test_acc": float(test_metrics["test/acc"]),
-            "epochs": int(trainer.current_epoch),
+            **scores,
             "build_seconds": round(time.time() - started, 2),
         }

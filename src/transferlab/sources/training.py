@@ -3,12 +3,14 @@ images, preprocessed like the target's."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from transferlab.core.checkpoint import SAFE_LOAD
 from transferlab.data import ImageClassificationDataModule
 from transferlab.modules.callbacks import DivergenceGuard
 
@@ -69,3 +71,26 @@ def source_datamodule(
     )
     datamodule.setup("fit")
     return datamodule
+
+
+def fit_best_and_test(
+    module: L.LightningModule,
+    make_trainer: Callable[[Sequence[Callback]], L.Trainer],
+    fit_data: Sequence[Any],
+    test_data: Any,
+) -> dict[str, Any]:
+    """Fit a classifier source keeping its best-on-validation epoch (checkpoints in a
+    temporary directory), load that epoch and test it. ``make_trainer(callbacks)`` builds the
+    trainer; ``fit_data`` are ``Trainer.fit``'s data arguments. Returns ``best_val_acc``,
+    ``source_test_acc`` and ``epochs``."""
+    with tempfile.TemporaryDirectory(prefix="tl-source-") as tmp:
+        checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val/acc", mode="max")
+        trainer = make_trainer([checkpoint])
+        trainer.fit(module, *fit_data)
+        best = checkpoint.best_model_path or None
+        metrics = trainer.test(module, test_data, ckpt_path=best, verbose=False, **SAFE_LOAD)[0]
+    return {
+        "best_val_acc": float(checkpoint.best_model_score or float("nan")),
+        "source_test_acc": float(metrics["test/acc"]),
+        "epochs": int(trainer.current_epoch),
+    }

@@ -19,7 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from transferlab.core.checkpoint import SAFE_LOAD
 from transferlab.core.errors import ConfigError
 from transferlab.core.registry import Registry
-from transferlab.core.results import run_hash, run_identity, write_results
+from transferlab.core.results import (
+    DEBUG_STATUS,
+    is_debug_trainer,
+    run_hash,
+    run_identity,
+    write_results,
+)
 from transferlab.modules.callbacks import DivergenceGuard, RNGStateCheckpoint
 from transferlab.tasks.checkpoints import RunRecordCheckpoint
 from transferlab.tasks.distributed import (
@@ -31,9 +37,6 @@ from transferlab.tasks.distributed import (
 )
 
 log = logging.getLogger(__name__)
-
-# trainer settings that make a run a debugging run (its record says "status": "debug")
-DEBUG_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches")
 
 
 def to_plain(cfg: Any) -> Any:
@@ -210,13 +213,9 @@ class RunContext:
         return {**metrics, **self.test(tester, module, test_data, best)}
 
     def status(self) -> str:
-        """``debug`` for runs that trained on a fraction of the data (``fast_dev_run``,
-        ``limit_*_batches``), else ``completed``."""
-        trainer = self.plain.get("trainer") or {}
-        if trainer.get("fast_dev_run"):
-            return "debug"
-        limited = [trainer.get(k) for k in DEBUG_LIMITS if trainer.get(k) not in (None, 1, 1.0)]
-        return "debug" if limited else "completed"
+        """``debug`` for runs on a fraction of the data (``fast_dev_run``, ``limit_*_batches``:
+        see :func:`is_debug_trainer`), else ``completed``."""
+        return DEBUG_STATUS if is_debug_trainer(self.plain.get("trainer") or {}) else "completed"
 
     def finish(
         self,
