@@ -177,12 +177,14 @@ def test_unknown_backbone_lists_valid_names() -> None:
 
 
 def test_bad_option_names_accepted_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown option.*depth.*accepted: width, feature_dim"):
+    with pytest.raises(ConfigError, match="model.depth is not an option.*accepted: .*feature_dim"):
         build_backbone("small_cnn", input_size=8, depth=3)
     with pytest.raises(ConfigError, match="accepted: none"):
         build_backbone("resnet18", width=2)
-    with pytest.raises(ConfigError, match="width must be a positive"):
+    with pytest.raises(ConfigError, match=r"model.width=0 is invalid: Input should be greater"):
         build_backbone("resnet20", width=0)
+    with pytest.raises(ConfigError, match=r"model.width='wide' is invalid"):
+        build_backbone("small_cnn", input_size=8, width="wide")
 
 
 def test_unknown_timm_model() -> None:

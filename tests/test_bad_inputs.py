@@ -25,6 +25,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from transferlab.cli import eval_main, train_main
+from transferlab.commands import main as commands_main
 from transferlab.models import build_backbone
 from transferlab.tasks import run_training
 
@@ -122,19 +123,32 @@ class _RunsCode:
         return (os.system, (f"touch {Path(os.environ['TL_CATALOGUE_TMP']) / PWNED}",))
 
 
-def _pickle_with_code(tmp: Path) -> list[str]:
+def _evil_checkpoint(tmp: Path) -> Path:
     path = tmp / "evil.ckpt"
     with open(path, "wb") as handle:
         pickle.dump({"state_dict": _RunsCode()}, handle)
-    return ["source=checkpoint", f"source.path={path}"]
+    return path
+
+
+def _pickle_with_code(tmp: Path) -> list[str]:
+    return ["source=checkpoint", f"source.path={_evil_checkpoint(tmp)}"]
+
+
+def _training_checkpoint() -> str:
+    """A real (one-epoch) training checkpoint: scratch small_cnn on digits 5-9."""
+    out = Path(tempfile.mkdtemp(prefix="tl-catalogue-"))
+    cfg = compose_config("train", ["strategy=scratch", "trainer.max_epochs=1"], out, out / "c")
+    return run_training(cfg, out)["metrics"]["best_checkpoint"]
 
 
 def _eval_other_class_count(tmp: Path) -> list[str]:
-    """A real (one-epoch) training checkpoint for digits 5-9, evaluated on three classes."""
-    out = Path(tempfile.mkdtemp(prefix="tl-catalogue-"))
-    cfg = compose_config("train", ["strategy=scratch", "trainer.max_epochs=1"], out, out / "c")
-    checkpoint = run_training(cfg, out)["metrics"]["best_checkpoint"]
-    return [f"ckpt_path={checkpoint}", "+data.classes=[5,6,7]"]
+    """A real training checkpoint for digits 5-9, evaluated on three classes."""
+    return [f"ckpt_path={_training_checkpoint()}", "+data.classes=[5,6,7]"]
+
+
+def _resume_other_model(tmp: Path) -> list[str]:
+    """A small_cnn training checkpoint given to a resnet8 run."""
+    return ["strategy=scratch", "model=resnet8", f"ckpt_path={_training_checkpoint()}"]
 
 
 def _eval_backbone_only(tmp: Path) -> list[str]:
@@ -168,6 +182,27 @@ CASES: list[tuple[str, str, Setup, str]] = [
     ("negative-epochs", "train", _args("trainer.max_epochs=-5"), "invalid trainer settings"),
     ("zero-batch-size", "train", _args("data.batch_size=0"), "batch_size=0 is invalid"),
     ("checkpoint-source-without-path", "train", _args("source=checkpoint"), "source.path="),
+    # typed configs: one place checks every key's type and range, and suggests misspelt keys
+    (
+        "misspelt-trainer-key",
+        "train",
+        _args("trainer.max_epoch=3"),
+        "trainer.max_epoch is not a config key (did you mean 'trainer.max_epochs'?)",
+    ),
+    (
+        "misspelt-strategy-key",
+        "train",
+        _args("strategy.lp_epoch=3"),
+        "did you mean 'strategy.lp_epochs'?",
+    ),
+    ("negative-seed", "train", _args("seed=-1"), "seed=-1 is invalid: Input should be greater"),
+    ("epochs-not-an-int", "train", _args("strategy.lp_epochs=abc"), "lp_epochs='abc' is invalid"),
+    ("dropout-out-of-range", "train", _args("strategy.head_dropout=1.5"), "head_dropout=1.5"),
+    ("zero-threads", "train", _args("perf.num_threads=0"), "perf.num_threads=0 is invalid"),
+    ("bad-channels-last", "train", _args("perf.channels_last=maybe"), "perf.channels_last"),
+    ("zero-width", "train", _args("model.width=0"), "model.width=0 is invalid"),
+    ("unknown-model-option", "train", _args("+model.depth=3"), "model.depth is not an option"),
+    ("test-not-a-bool", "train", _args("test=1"), "test=1 is invalid"),
     # data
     ("image-folder-without-root", "train", _args("data=image_folder"), "needs data.root"),
     (
@@ -210,6 +245,22 @@ CASES: list[tuple[str, str, Setup, str]] = [
     ),
     ("truncated-checkpoint", "train", _truncated_checkpoint, "cannot read checkpoint"),
     ("pickle-with-code", "train", _pickle_with_code, "refusing to load"),
+    (
+        "resume-from-pickle-with-code",
+        "train",
+        lambda tmp: [f"ckpt_path={_evil_checkpoint(tmp)}"],
+        "refusing to load",
+    ),
+    (
+        "eval-pickle-with-code",
+        "eval",
+        lambda tmp: [f"ckpt_path={_evil_checkpoint(tmp)}"],
+        "refusing to load",
+    ),
+    ("resume-missing-checkpoint", "train", _args("ckpt_path=/nowhere/last.ckpt"), "not found"),
+    ("resume-from-a-directory", "train", lambda tmp: [f"ckpt_path={tmp}"], "is a directory"),
+    ("eval-a-directory", "eval", lambda tmp: [f"ckpt_path={tmp}"], "is a directory"),
+    ("resume-other-model", "train", _resume_other_model, "cannot continue this run"),
     ("wrong-architecture", "train", _wrong_architecture, "built for another architecture"),
     ("wrong-input-channels", "train", _wrong_channels, "shape mismatch"),
     ("eval-missing-checkpoint", "eval", _args("ckpt_path=/nowhere/x.ckpt"), "not found"),
@@ -241,6 +292,9 @@ def test_bad_input_gives_one_clear_line(
     _drop_stale_log_handlers()
     monkeypatch.setenv("TRANSFERLAB_ROOT", str(tmp_path))
     monkeypatch.setenv("TL_CATALOGUE_TMP", str(tmp_path))
+    # torch's switch that turns weights_only off wherever a caller did not ask for it: every
+    # load of ours must stay safe with it set (the pickle cases would run their payload)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     monkeypatch.chdir(tmp_path)
     overrides = setup(tmp_path)
     script = "train.py" if entry == "train" else "eval.py"
@@ -271,5 +325,16 @@ def test_bad_input_gives_one_clear_line(
     assert not (tmp_path / PWNED).exists()
 
 
+def test_export_refuses_a_pickle_with_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TL_CATALOGUE_TMP", str(tmp_path))
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    assert commands_main(["export", str(_evil_checkpoint(tmp_path))]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("error: refusing to load") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / PWNED).exists()
+
+
 def test_the_catalogue_is_large_enough() -> None:
-    assert len(CASES) >= 25
+    assert len(CASES) >= 50

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from transferlab.core.config import (
     CONFIG_GROUPS,
@@ -23,6 +26,7 @@ from transferlab.core.config import (
 )
 from transferlab.core.errors import ConfigError, TransferlabError
 from transferlab.core.results import read_results, run_hash, run_identity, write_results
+from transferlab.core.schema import RunOptions, check_model, closest
 from transferlab.tasks import run_evaluation, run_training, to_plain
 from transferlab.tasks.checkpoints import checkpoint_run_hash
 from transferlab.tasks.distributed import is_global_zero, rank_child_overrides
@@ -53,14 +57,56 @@ def check_group_choices(overrides: Sequence[str]) -> None:
                 raise ConfigError(f"unknown {key} '{choice}'; valid: {', '.join(options)}")
 
 
-def check_run_options(cfg: DictConfig) -> None:
-    """Top-level options every run has: a clear error for a wrong type."""
-    seed = cfg.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ConfigError(f"seed={seed!r} is invalid; use an integer (0 is a seed) or null")
-    for key in ("test", "resume", "print_config"):
-        if not isinstance(cfg.get(key, False), bool):
-            raise ConfigError(f"{key}={cfg.get(key)!r} is invalid; use true or false")
+# Hydra flags that take no value (others, e.g. --config-name X, leave the check to Hydra)
+_PLAIN_FLAGS = ("-m", "--multirun")
+
+
+def _first_values(overrides: Sequence[str]) -> list[str]:
+    """The overrides with each sweep at its first value (``seed=0,1,2`` -> ``seed=0``); Hydra's
+    own keys and sweeps without a first value (Optuna intervals) left out."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as err:
+        raise ConfigError(
+            f"cannot read the overrides: {str(err).strip().splitlines()[0]}"
+        ) from None
+    single = []
+    for override in parsed:
+        if override.key_or_group.split(".")[0] == "hydra":
+            continue
+        if not override.is_sweep_override():
+            single.append(override.input_line)
+            continue
+        try:
+            first = next(iter(override.sweep_string_iterator()))
+        except Exception:  # noqa: BLE001 - interval sweeps and the like have no first value
+            continue
+        single.append(f"{override.get_key_element()}={first}")
+    return single
+
+
+def check_override_keys(config_name: str, args: Sequence[str]) -> None:
+    """Compose the config as Hydra will (sweeps at their first value) and turn a composition
+    error into one line; a misspelt key (``trainer.max_epoch=3``) gets the closest real key."""
+    if any(a.startswith("-") and a not in _PLAIN_FLAGS for a in args):
+        return
+    overrides = _first_values([a for a in args if not a.startswith("-")])
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        try:
+            compose(config_name, overrides=overrides)
+            return
+        except Exception as err:  # noqa: BLE001 - composition fails in many types
+            message = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            key = message.split("'")[1] if message.startswith("Could not override '") else None
+            if key is None:
+                raise ConfigError(f"invalid override: {message[:300]}") from None
+        parent = key.rpartition(".")[0]
+        rest = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
+        node = compose(config_name, overrides=rest)
+        node = OmegaConf.select(node, parent) if parent else node
+        keys = list(node.keys()) if isinstance(node, DictConfig) else []
+    hint = closest(key, [f"{parent}.{k}" if parent else str(k) for k in keys])
+    raise ConfigError(f"{key} is not a config key{hint}; to add a new key write +{key}=...")
 
 
 def _output_dir() -> Path:
@@ -138,7 +184,7 @@ def _guarded(task: Callable[[DictConfig, Path], dict[str, Any]]) -> Callable[[Di
                 print(f"skipped: this configuration already finished ({done.get('run_dir', '')})")
                 return done.get("metrics", {}).get("val/acc_best")
         try:
-            check_run_options(cfg)
+            check_model(RunOptions, "", to_plain(cfg))
             record = task(cfg, output_dir)
             if not is_global_zero():  # a DDP rank > 0: rank 0 reports and writes results
                 return None
@@ -165,6 +211,7 @@ def _guarded(task: Callable[[DictConfig, Path], dict[str, Any]]) -> Callable[[Di
 def _main(config_name: str, task: Callable[[DictConfig, Path], dict[str, Any]]) -> None:
     try:
         check_group_choices(sys.argv[1:])
+        check_override_keys(config_name, sys.argv[1:])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

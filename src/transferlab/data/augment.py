@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import NonNegativeFloat, NonNegativeInt
 from torch import nn
 
-from transferlab.core.errors import ConfigError
+from transferlab.core.schema import typed
 
 
 class BatchAugment(nn.Module):
@@ -16,16 +17,14 @@ class BatchAugment(nn.Module):
     are reproducible under ``torch.manual_seed``. Identity when every option is off.
     """
 
-    def __init__(self, hflip: bool = False, crop_padding: int = 0, noise_std: float = 0.0):
+    @typed("data.augment")
+    def __init__(
+        self,
+        hflip: bool = False,
+        crop_padding: NonNegativeInt = 0,
+        noise_std: NonNegativeFloat = 0.0,
+    ) -> None:
         super().__init__()
-        if not isinstance(hflip, bool):
-            raise ConfigError(f"augment.hflip={hflip!r} is invalid; use true or false")
-        if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
-            raise ConfigError(
-                f"augment.crop_padding={crop_padding!r} is invalid; use an integer >= 0 (pixels)"
-            )
-        if isinstance(noise_std, bool) or not isinstance(noise_std, (int, float)) or noise_std < 0:
-            raise ConfigError(f"augment.noise_std={noise_std!r} is invalid; use a number >= 0")
         self.hflip = hflip
         self.crop_padding = int(crop_padding)
         self.noise_std = float(noise_std)

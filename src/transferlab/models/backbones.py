@@ -16,10 +16,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
+from pydantic import PositiveFloat, PositiveInt
 from torch import nn
 
 from transferlab.core.errors import ConfigError, SourceError
 from transferlab.core.registry import Registry
+from transferlab.core.schema import check_arguments
 
 __all__ = [
     "Backbone",
@@ -124,13 +126,8 @@ def _accepted_options(fn: Builder) -> list[str]:
 
 
 def _check_options(name: str, kwargs: Mapping[str, Any]) -> None:
-    accepted = _accepted_options(_builder(name))
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"backbone '{name}' got unknown option(s) {', '.join(unknown)}; "
-            f"accepted: {', '.join(accepted) or 'none'}"
-        )
+    builder = _builder(name)
+    check_arguments("model", kwargs, [builder], accepted=_accepted_options(builder))
 
 
 # model config keys that are not builder keyword arguments
@@ -177,14 +174,6 @@ def imagenet_weights_info(name: str, **kwargs: Any) -> dict[str, Any]:
     return _WEIGHTS_INFO[name](**kwargs)
 
 
-def _positive(name: str, option: str, value: Any, kind: type = int) -> Any:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    if not ok or (kind is int and not float(value).is_integer()):
-        what = "integer" if kind is int else "number"
-        raise ConfigError(f"{name}: {option} must be a positive {what}, got {value!r}")
-    return kind(value)
-
-
 def _no_pretrained(name: str, pretrained: bool) -> None:
     if pretrained:
         raise SourceError(f"backbone '{name}' {NO_IMAGENET}")
@@ -211,8 +200,8 @@ def _small_cnn(
     small_input: bool,
     pretrained: bool,
     *,
-    width: int = 32,
-    feature_dim: int = 128,
+    width: PositiveInt = 32,
+    feature_dim: PositiveInt = 128,
     dropout: float = 0.0,
     batch_norm: bool = True,
 ) -> Backbone:
@@ -224,8 +213,6 @@ def _small_cnn(
     _no_pretrained("small_cnn", pretrained)
     if input_size < 4:
         raise ConfigError(f"small_cnn needs input_size >= 4, got {input_size}")
-    width = _positive("small_cnn", "width", width)
-    feature_dim = _positive("small_cnn", "feature_dim", feature_dim)
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ConfigError(f"small_cnn: dropout must be in [0, 1), got {dropout!r}")
 
@@ -281,7 +268,6 @@ class BasicBlock(nn.Module):
 
 
 def _cifar_resnet(name: str, blocks: int, in_chans: int, width: float) -> Backbone:
-    width = _positive(name, "width", width, float)
     chans = [max(1, round(c * width)) for c in (16, 32, 64)]
     stem = nn.Sequential(
         OrderedDict(
@@ -308,7 +294,7 @@ def _cifar_resnet(name: str, blocks: int, in_chans: int, width: float) -> Backbo
 
 @register_backbone("resnet8")
 def _resnet8(
-    in_chans: int, input_size: int, small_input: bool, pretrained: bool, *, width: float = 1
+    in_chans: int, input_size: int, small_input: bool, pretrained: bool, *, width: PositiveFloat = 1
 ) -> Backbone:
     """CIFAR ResNet-8 (He et al. 2016): 1 BasicBlock per stage, 16/32/64 x ``width`` channels."""
     _no_pretrained("resnet8", pretrained)
@@ -317,7 +303,7 @@ def _resnet8(
 
 @register_backbone("resnet20")
 def _resnet20(
-    in_chans: int, input_size: int, small_input: bool, pretrained: bool, *, width: float = 1
+    in_chans: int, input_size: int, small_input: bool, pretrained: bool, *, width: PositiveFloat = 1
 ) -> Backbone:
     """CIFAR ResNet-20 (He et al. 2016): 3 BasicBlocks per stage, 16/32/64 x ``width``."""
     _no_pretrained("resnet20", pretrained)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
@@ -19,6 +20,7 @@ from transferlab.modules.optim import build_optimizer, build_scheduler
 # Frozen stages are kept in eval mode on purpose (BatchNorm statistics stay fixed).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]  # a rate in [0, 1)
 # the ``strategy.<key>`` settings every classifier module takes
 CLASSIFIER_OPTIONS = ("optimizer", "scheduler", "head_dropout", "label_smoothing")
 
@@ -44,8 +46,8 @@ class ClassifierModule(L.LightningModule):
         num_classes: int,
         optimizer: Mapping[str, Any] | None = None,
         scheduler: Mapping[str, Any] | None = None,
-        head_dropout: float = 0.0,
-        label_smoothing: float = 0.0,
+        head_dropout: Fraction = 0.0,
+        label_smoothing: Fraction = 0.0,
         class_names: list[str] | None = None,
         input_shape: tuple[int, int, int] | None = None,
         freeze: FreezeSchedule | None = None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
+
 from transferlab.core.errors import ConfigError
 from transferlab.modules.classifier import ClassifierModule
 from transferlab.modules.freezing import FREEZE_MODES, FreezeSchedule, reinitialize_stages
@@ -30,11 +32,11 @@ class FinetuneModule(ClassifierModule):
         self,
         *args: Any,
         mode: str = "full",
-        backbone_lr_ratio: float = 0.1,
-        freeze_stages: int = 0,
-        lp_epochs: int = 5,
-        unfreeze_every: int = 1,
-        transfer_stages: int | None = None,
+        backbone_lr_ratio: NonNegativeFloat = 0.1,
+        freeze_stages: NonNegativeInt = 0,
+        lp_epochs: NonNegativeInt = 5,
+        unfreeze_every: PositiveInt = 1,
+        transfer_stages: NonNegativeInt | None = None,
         **kwargs: Any,
     ) -> None:
         schedule = self.check_options(
@@ -69,10 +71,7 @@ class FinetuneModule(ClassifierModule):
         **_: Any,
     ) -> FreezeSchedule:
         """Refuse invalid option values (called before any source is built); the schedule."""
-        schedule = FreezeSchedule(mode, freeze_stages, lp_epochs, unfreeze_every)
-        if not isinstance(backbone_lr_ratio, (int, float)) or backbone_lr_ratio < 0:
-            raise ConfigError(f"backbone_lr_ratio must be a number >= 0, got {backbone_lr_ratio!r}")
-        return schedule
+        return FreezeSchedule(mode, freeze_stages, lp_epochs, unfreeze_every)
 
     def backbone_lr_scale(self) -> float:
         return self.backbone_lr_ratio

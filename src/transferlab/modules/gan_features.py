@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveInt
 from torch import nn
 
 from transferlab.core.errors import ConfigError
@@ -41,7 +42,7 @@ class GanFeatureModule(FinetuneModule):
     strategy_name = "gan"
 
     def __init__(
-        self, *args: Any, features: str = "multilayer", pool_size: int = 4, **kwargs: Any
+        self, *args: Any, features: str = "multilayer", pool_size: PositiveInt = 4, **kwargs: Any
     ) -> None:
         kwargs.setdefault("mode", "linear_probe")
         super().__init__(*args, **kwargs)

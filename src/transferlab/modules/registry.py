@@ -16,6 +16,7 @@ from typing import Any
 
 from transferlab.core.errors import ConfigError
 from transferlab.core.registry import Registry
+from transferlab.core.schema import check_arguments, closest
 from transferlab.models import Backbone
 from transferlab.modules.optim import check_optim_config
 
@@ -35,13 +36,19 @@ class StrategySpec:
     task: str = "classify"
     required_source: str | None = None
 
+    def constructors(self) -> list[Callable[..., Any]]:
+        """The ``__init__`` of the module class and of its transferlab base classes."""
+        classes = self.module.__mro__ if self.module is not None else ()
+        return [
+            c.__dict__["__init__"]
+            for c in classes
+            if "__init__" in c.__dict__ and c.__module__.startswith("transferlab.")
+        ]
+
     def parameters(self) -> list[str]:
         """Every keyword its module's constructors (along the class hierarchy) take."""
         names: list[str] = []
-        for cls in self.module.__mro__ if self.module is not None else ():
-            init = cls.__dict__.get("__init__")
-            if init is None or cls is object:
-                continue
+        for init in self.constructors():
             for param in inspect.signature(init).parameters.values():
                 named = param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD)
                 if named and param.name != "self" and param.name not in names:
@@ -89,7 +96,7 @@ def strategy_options(cfg: Mapping[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(
-            f"strategy={cfg['name']} has no option(s) {', '.join(unknown)}; "
+            f"strategy={cfg['name']} has no option {unknown[0]}{closest(unknown[0], accepted)}; "
             f"accepted: {', '.join(accepted)}"
         )
     return {k: v for k, v in options.items() if v is not None}
@@ -101,6 +108,7 @@ def check_strategy_config(cfg: Mapping[str, Any]) -> None:
     if spec.module is None:
         return
     options = strategy_options(cfg)
+    check_arguments("strategy", options, spec.constructors(), accepted=spec.options())
     check_optim_config(options.get("optimizer"), options.get("scheduler"))
     checker = getattr(spec.module, "check_options", None)
     if checker is not None:

@@ -40,10 +40,10 @@ def source_kind_for(cfg: Mapping[str, Any]) -> str:
 @register_task("classify")
 def run_classify(ctx: RunContext) -> dict[str, Any]:
     """Train and test one classifier configuration; write ``results.json``."""
-    ctx.seed_everything()
     plain = ctx.plain
     kind = source_kind_for(plain)
     check_strategy_config(plain["strategy"])
+    ctx.seed_everything()
     trainer = ctx.trainer()  # bad trainer settings fail before a source is built
     if ctx.resume_from:  # a bad checkpoint fails before a source is built too
         check_resume_checkpoint(ctx.resume_from, plain)

@@ -26,6 +26,7 @@ from transferlab.core.results import (
     run_identity,
     write_results,
 )
+from transferlab.core.schema import ModelOptions, PerfOptions, check_model
 from transferlab.modules.callbacks import DivergenceGuard, RNGStateCheckpoint
 from transferlab.tasks.checkpoints import RunRecordCheckpoint
 from transferlab.tasks.distributed import (
@@ -125,6 +126,8 @@ class RunContext:
         self.output_dir = Path(output_dir)
         self.started = time.time()
         self.plain: dict[str, Any] = to_plain(cfg)
+        check_model(ModelOptions, "model", self.plain["model"])
+        check_model(PerfOptions, "perf", self.plain.get("perf") or {})
         self.run_hash = run_hash(cfg)
         # what every checkpoint of this run stores; tasks add input_spec and source_info
         self.record: dict[str, Any] = {"cfg": self.plain, "run_hash": self.run_hash}
