@@ -92,11 +92,11 @@ def test_perf_settings_apply_and_reject_bad_values() -> None:
         torch.set_num_threads(threads)
     assert apply_perf(None) == [] and apply_perf({"compile": False, "num_threads": None}) == []
     for bad, match in (
-        ({"thread": 2}, "accepted: channels_last, compile"),
-        ({"num_threads": 0}, "integer >= 1"),
-        ({"float32_matmul_precision": "low"}, "highest, high, medium"),
-        ({"compile": "yes"}, "true or false"),
-        ({"channels_last": "sometimes"}, "true, false or auto"),
+        ({"thread": 2}, "did you mean 'num_threads'.*accepted: channels_last, compile"),
+        ({"num_threads": 0}, "perf.num_threads=0 is invalid: Input should be greater than 0"),
+        ({"float32_matmul_precision": "low"}, "'highest', 'high' or 'medium'"),
+        ({"compile": "yes"}, "perf.compile='yes' is invalid: Input should be a valid boolean"),
+        ({"channels_last": "sometimes"}, "a valid boolean or 'auto'"),
     ):
         with pytest.raises(ConfigError, match=match):
             apply_perf(bad)

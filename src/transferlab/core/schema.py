@@ -40,10 +40,24 @@ def _key(where: str, loc: Iterable[Any]) -> str:
     return ".".join([where, *parts] if where else parts)
 
 
+def _first_problem(err: ValidationError) -> tuple[dict[str, Any], str]:
+    """The first failing value and its message; a value that fits none of a union's types
+    gets every member's message (``a valid boolean or 'auto'``)."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    same = [e for e in errors if e["loc"][:1] == first["loc"][:1]]
+    if len(same) == 1:
+        return first, first["msg"]
+    messages = [e["msg"].removeprefix("Input should be ") for e in same]
+    return {**first, "loc": first["loc"][:1]}, "Input should be " + " or ".join(
+        dict.fromkeys(messages)
+    )
+
+
 def one_line(err: ValidationError, where: str = "", accepted: Iterable[str] = ()) -> str:
     """The first problem of a pydantic error as one line: ``data.batch_size=0 is invalid:
     Input should be greater than 0``."""
-    first = err.errors(include_url=False)[0]
+    first, message = _first_problem(err)
     loc = [p for p in first["loc"] if p not in ("__init__",)]
     name = str(loc[-1]) if loc else ""
     if first["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
@@ -53,7 +67,7 @@ def one_line(err: ValidationError, where: str = "", accepted: Iterable[str] = ()
         )
     if first["type"] == "missing_argument":
         return f"{_key(where, loc)} is missing"
-    return f"{_key(where, loc)}={first.get('input')!r} is invalid: {first['msg']}"
+    return f"{_key(where, loc)}={first.get('input')!r} is invalid: {message}"
 
 
 def _accepted(fn: Callable[..., Any]) -> list[str]:
@@ -120,8 +134,8 @@ def check_arguments(
             try:
                 _adapter(hints[key]).validate_python(value)
             except ValidationError as err:
-                msg = err.errors(include_url=False)[0]["msg"]
-                raise ConfigError(f"{_key(where, [key])}={value!r} is invalid: {msg}") from None
+                message = _first_problem(err)[1]
+                raise ConfigError(f"{_key(where, [key])}={value!r} is invalid: {message}") from None
 
 
 class RunOptions(BaseModel):
