@@ -22,6 +22,7 @@ from transferlab.modules.adapt import (
     TentModule,
     batchnorm_affine_parameters,
 )
+from transferlab.modules.freezing import FreezeSchedule
 from transferlab.modules.grl import GradientReversal, dann_lambda, grad_reverse
 from transferlab.tasks import run_training
 from transferlab.tasks.adapt import train_loaders
@@ -171,6 +172,20 @@ def test_dann_and_pseudo_label_train_backbone_head_and_discriminator(toy_loaders
     assert any(k.startswith("head.") for k in _changed(before, pseudo))
 
 
+def test_dann_takes_a_freeze_schedule_lp_ft(toy_loaders) -> None:
+    """Any module takes a FreezeSchedule: DANN with LP-FT trains only the head and the domain
+    discriminator in its first epoch, then the backbone too."""
+    dann = DANNModule(_backbone(), 3, freeze=FreezeSchedule("lp_ft", lp_epochs=1))
+    stages = len(dann.backbone.stages())
+    assert dann.frozen_stages_at(0) == stages and dann.frozen_stages_at(1) == 0
+    before = _snapshot(dann)
+    _fit(dann, toy_loaders, steps=2)  # two steps, both in epoch 0
+    changed = {k for k in _changed(before, dann) if "running" not in k and "batches" not in k}
+    assert not any(k.startswith("backbone.") for k in changed)
+    assert any(k.startswith("head.") for k in changed)
+    assert any(k.startswith("discriminator.") for k in changed)
+
+
 def test_distribution_alignment_takes_pseudo_labels_from_an_over_predicted_class() -> None:
     """With alignment, a class the model predicts for most target images is divided by its
     running mean share, so images it wins only narrowly go to their runner-up class."""
@@ -267,6 +282,8 @@ def test_adapt_end_to_end_writes_results_and_reuses_the_source(make_cfg, tmp_pat
         ("strategy.target_shift.invert=false", "no domain to adapt to"),
         ("source=imagenet", "source=none"),
         ("+strategy.dann.depth=3", "strategy.dann has an option"),
+        ("strategy.freeze.mode=half", "unknown finetune mode 'half'"),
+        ("+strategy.freeze.lp_epoch=2", "strategy.freeze.lp_epoch is not an option"),
     ],
 )
 def test_bad_settings_fail_with_one_line(make_cfg, tmp_path, override, match) -> None:

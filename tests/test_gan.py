@@ -71,7 +71,7 @@ def test_generator_and_discriminator_shapes(size: int) -> None:
 
 
 def test_unsupported_backbone_and_image_size_are_clear_errors() -> None:
-    with pytest.raises(ConfigError, match="supported: small_cnn, resnet8, resnet20") as info:
+    with pytest.raises(ConfigError, match="supported: resnet20, resnet8, small_cnn") as info:
         build_discriminator("resnet18", (3, 32, 32))
     assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="cannot make 7x7 images"):

@@ -12,6 +12,7 @@ import inspect
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -88,27 +89,58 @@ class Backbone(nn.Module):
 # --------------------------------------------------------------------------- registry
 
 Builder = Callable[..., Backbone]
-BACKBONES: Registry[Builder] = Registry("backbone")
-_WEIGHTS_INFO: dict[str, Callable[..., dict[str, Any]]] = {}
 _BUILDER_ARGS = ("in_chans", "input_size", "small_input", "pretrained")
 
 
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the project knows of a registered backbone: its builder, where its ImageNet weights
+    come from (if any), the smallest input it takes (with its small-input stem: inputs below
+    it are resized up), and what else it can serve as: an autoencoder's encoder (its stages run
+    alone and its mirrored decoder stays small) or a GAN discriminator's trunk (small enough
+    to train adversarially on a CPU)."""
+
+    builder: Builder
+    weights_info: Callable[..., dict[str, Any]] | None = None
+    min_input_size: int = 1
+    can_encode: bool = False
+    can_discriminate: bool = False
+
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+
+
 def register_backbone(
-    name: str, weights_info: Callable[..., dict[str, Any]] | None = None
+    name: str,
+    weights_info: Callable[..., dict[str, Any]] | None = None,
+    *,
+    min_input_size: int = 1,
+    can_encode: bool = False,
+    can_discriminate: bool = False,
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering ``fn(in_chans, input_size, small_input, pretrained, *, **opts)``.
+    """Decorator registering ``fn(in_chans, input_size, small_input, pretrained, *, **opts)``
+    with its :class:`BackboneSpec`.
 
     The builder's keyword-only parameters are the options ``build_backbone`` accepts for
     ``name``. ``weights_info(**opts)`` optionally describes its ImageNet weights.
     """
 
     def decorator(fn: Builder) -> Builder:
-        BACKBONES.register(name, fn)
-        if weights_info is not None:
-            _WEIGHTS_INFO[name] = weights_info
+        spec = BackboneSpec(fn, weights_info, min_input_size, can_encode, can_discriminate)
+        BACKBONES.register(name, spec)
         return fn
 
     return decorator
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The spec of backbone ``name`` (a ConfigError listing the valid names otherwise)."""
+    return BACKBONES.get(name)
+
+
+def backbones_that(capability: str) -> tuple[str, ...]:
+    """The backbones whose spec has ``capability`` (``can_encode``, ``can_discriminate``)."""
+    return tuple(name for name, spec in BACKBONES.items() if getattr(spec, capability))
 
 
 def available_backbones() -> list[str]:
@@ -117,7 +149,7 @@ def available_backbones() -> list[str]:
 
 
 def _builder(name: str) -> Builder:
-    return BACKBONES.get(name)
+    return BACKBONES.get(name).builder
 
 
 def _accepted_options(fn: Builder) -> list[str]:
@@ -169,9 +201,10 @@ def imagenet_weights_info(name: str, **kwargs: Any) -> dict[str, Any]:
     timm: ``{"library", "hf_hub_id", "url"}``. Raises SourceError when there are none.
     """
     _check_options(name, kwargs)
-    if name not in _WEIGHTS_INFO:
+    weights_info = backbone_spec(name).weights_info
+    if weights_info is None:
         raise SourceError(f"backbone '{name}' {NO_IMAGENET}")
-    return _WEIGHTS_INFO[name](**kwargs)
+    return weights_info(**kwargs)
 
 
 def _no_pretrained(name: str, pretrained: bool) -> None:
@@ -193,7 +226,7 @@ def _pool_flatten() -> nn.Sequential:
 # --------------------------------------------------------------------------- small_cnn
 
 
-@register_backbone("small_cnn")
+@register_backbone("small_cnn", min_input_size=4, can_encode=True, can_discriminate=True)
 def _small_cnn(
     in_chans: int,
     input_size: int,
@@ -292,7 +325,7 @@ def _cifar_resnet(name: str, blocks: int, in_chans: int, width: float) -> Backbo
     return backbone
 
 
-@register_backbone("resnet8")
+@register_backbone("resnet8", min_input_size=4, can_encode=True, can_discriminate=True)
 def _resnet8(
     in_chans: int, input_size: int, small_input: bool, pretrained: bool, *, width: PositiveFloat = 1
 ) -> Backbone:
@@ -301,7 +334,7 @@ def _resnet8(
     return _cifar_resnet("resnet8", 1, in_chans, width)
 
 
-@register_backbone("resnet20")
+@register_backbone("resnet20", min_input_size=4, can_encode=True, can_discriminate=True)
 def _resnet20(
     in_chans: int, input_size: int, small_input: bool, pretrained: bool, *, width: PositiveFloat = 1
 ) -> Backbone:
@@ -399,7 +432,11 @@ def _make_tv_resnet(arch: str, num_features: int) -> None:
 
     build.__doc__ = _RESNET_DOC.format(arch=arch, features=num_features)
     build.__name__ = f"_{arch}"
-    register_backbone(arch, weights_info=lambda: _tv_info(arch))(build)
+    # resnet50's mirror would be a 25 M-parameter decoder: too heavy to pretrain on a CPU
+    encoder = arch != "resnet50"
+    register_backbone(
+        arch, weights_info=lambda: _tv_info(arch), min_input_size=8, can_encode=encoder
+    )(build)
 
 
 for _arch, _features in (("resnet18", 512), ("resnet34", 512), ("resnet50", 2048)):
@@ -410,7 +447,7 @@ def _vgg16_info(*, batch_norm: bool = False) -> dict[str, Any]:
     return _tv_info("vgg16_bn" if batch_norm else "vgg16")
 
 
-@register_backbone("vgg16", weights_info=_vgg16_info)
+@register_backbone("vgg16", weights_info=_vgg16_info, min_input_size=32)
 def _vgg16(
     in_chans: int,
     input_size: int,
@@ -580,7 +617,7 @@ def _timm_info(
     return {"library": "timm", "model_name": name, "hf_hub_id": hf_hub_id, "url": url}
 
 
-@register_backbone("timm", weights_info=_timm_info)
+@register_backbone("timm", weights_info=_timm_info, min_input_size=32)
 def _timm(
     in_chans: int,
     input_size: int,

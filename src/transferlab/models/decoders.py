@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from transferlab.core.errors import ConfigError
-from transferlab.models.backbones import Backbone
+from transferlab.models.backbones import Backbone, backbones_that
 
 __all__ = [
     "AE_ENCODERS",
@@ -26,11 +26,10 @@ __all__ = [
     "stage_shapes",
 ]
 
-# Backbones whose stages run one after another on their own and whose decoders stay small.
-# Not supported: timm backbones (their stages are views that cannot run alone), vgg16 (a
-# 25,088 -> 4,096 fc stage behind a fixed 7x7 pool) and resnet50 (its mirror is a 25 M-parameter
-# decoder, too heavy for CPU pretraining).
-AE_ENCODERS = ("small_cnn", "resnet8", "resnet20", "resnet18", "resnet34")
+# Backbones whose stages run one after another on their own and whose decoders stay small
+# (``can_encode`` in their BackboneSpec). Not: timm backbones (their stages are views that
+# cannot run alone), vgg16 (a 25,088 -> 4,096 fc stage behind a fixed 7x7 pool), resnet50.
+AE_ENCODERS = backbones_that("can_encode")
 
 Shape = tuple[int, ...]
 

@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from transferlab.core.errors import ConfigError
-from transferlab.models.backbones import Backbone, build_backbone
+from transferlab.models.backbones import Backbone, backbones_that, build_backbone
 
 # Backbones that can serve as a GAN discriminator trunk: small, trained from scratch, no
 # ImageNet-sized stem (the torchvision/timm models are too large to train adversarially here).
-DISCRIMINATOR_BACKBONES = ("small_cnn", "resnet8", "resnet20")
+DISCRIMINATOR_BACKBONES = backbones_that("can_discriminate")
 MIN_BASE_SIZE = 3  # the generator's first feature map is at least 3x3
 
 

@@ -57,6 +57,7 @@ class ClassifierModule(L.LightningModule):
         self.backbone = backbone
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.freeze = freeze or FreezeSchedule()
+        self.freeze.check_stages(len(backbone.stages()), backbone.name, backbone.stage_names)
         self.head = LinearHead(backbone.num_features, num_classes, dropout=head_dropout)
         self.num_classes = num_classes
         self.class_names = list(class_names or [str(i) for i in range(num_classes)])

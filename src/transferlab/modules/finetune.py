@@ -48,7 +48,6 @@ class FinetuneModule(ClassifierModule):
         )
         super().__init__(*args, freeze=schedule, **kwargs)
         stages = self.backbone.stages()
-        schedule.check_stages(len(stages), self.backbone.name, self.backbone.stage_names)
         if transfer_stages is not None and not 0 <= transfer_stages <= len(stages):
             raise ConfigError(
                 f"transfer_stages={transfer_stages} but {self.backbone.name} has {len(stages)} "

@@ -15,9 +15,10 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from transferlab.core.errors import ConfigError
+from transferlab.core.schema import check_arguments
 from transferlab.data.domains import Domains, build_domains, make_loader
 from transferlab.data.shift import parse_shift
-from transferlab.modules import ClassifierModule
+from transferlab.modules import ClassifierModule, FreezeSchedule
 from transferlab.modules.adapt import ADAPT_METHODS, AdaptMethod
 from transferlab.modules.classifier import CLASSIFIER_OPTIONS
 from transferlab.modules.registry import STRATEGIES, StrategySpec
@@ -43,6 +44,9 @@ def check_settings(plain: Mapping[str, Any]) -> None:
     """Reject settings that make no sense for adaptation, with one line each."""
     strategy = plain["strategy"]
     adapt_method(strategy)
+    freeze = dict(strategy.get("freeze") or {})
+    check_arguments("strategy.freeze", freeze, [FreezeSchedule])
+    FreezeSchedule(**freeze)
     if strategy.get("select_on") not in SELECT_ON:
         raise ConfigError(
             f"strategy.select_on={strategy.get('select_on')!r} is invalid; use one of "
@@ -86,6 +90,7 @@ def build_module(
     strategy = plain["strategy"]
     backbone = make_source({"name": "none"}).build(plain["model"], domains.input_spec)
     kwargs = {k: strategy[k] for k in CLASSIFIER_OPTIONS if strategy.get(k) is not None}
+    kwargs["freeze"] = FreezeSchedule(**dict(strategy.get("freeze") or {}))
     own = dict(strategy.get(name) or {}) if method.module is not ClassifierModule else {}
     try:
         return (method.module or ClassifierModule)(
