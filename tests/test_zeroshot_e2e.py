@@ -37,6 +37,14 @@ def test_digits_zeroshot_beats_chance_with_a_seen_class_source(make_cfg, tmp_pat
     # the source was trained on the seen classes only, and the guard verified it
     assert record["source_info"]["source_classes_seen"] == details["split"]["seen"]
     assert record["source_info"]["leakage_verified"] is True
+    # the validation stage's backbone never saw a validation class (Xian et al.'s protocol):
+    # a second source, trained on the seen classes minus the validation classes
+    split, backbone = details["split"], details["validation_backbone"]
+    assert split["val"] and set(split["val"]) <= set(split["seen"])
+    assert backbone["retrained_without_val_classes"] is True
+    assert backbone["saw_val_classes"] is False
+    assert backbone["classes_seen"] == sorted(set(split["seen"]) - set(split["val"]))
+    assert backbone["source_key"] != record["source_info"]["source_key"]
     assert record["identity"]["method"] == "eszsl"
     assert metrics["test/zsl_acc"] > 1 / 3 + 0.15  # 3 unseen classes: chance is 1/3
     assert metrics["test/gzsl_h"] > 0

@@ -168,11 +168,19 @@ class _InputMaker:
 
 
 def _source_backbone(
-    plain: Mapping[str, Any], data: ImageData, dataset: str, split: ClassSplit, allow: bool
+    plain: Mapping[str, Any],
+    data: ImageData,
+    dataset: str,
+    classes: list[int],
+    never_seen: list[int],
+    allow: bool,
 ) -> tuple[Any, dict[str, Any], InputSpec]:
+    """The source backbone restricted to ``classes`` (a same-data-set ``pretrain`` source,
+    unless ``strategy.restrict_source_to_seen=false``), checked never to have seen a class of
+    ``never_seen``; its source record and input spec."""
     zs, data_cfg, model_cfg = plain["strategy"], plain["data"], plain["model"]
     source_cfg = restricted_source(
-        plain["source"], dataset, split.seen, bool(zs.get("restrict_source_to_seen", True))
+        plain["source"], dataset, classes, bool(zs.get("restrict_source_to_seen", True))
     )
     kind = str(source_cfg.get("name", "none"))
     if kind == "none":
@@ -180,7 +188,7 @@ def _source_backbone(
             "strategy=zeroshot needs a backbone source: source=pretrain (trained on the seen "
             "classes only) or source=random (an untrained control)"
         )
-    check_source_config(source_cfg, dataset, split.unseen, data.class_names, allow)
+    check_source_config(source_cfg, dataset, never_seen, data.class_names, allow)
     source = make_source(source_cfg)
     spec = source.requirement.with_min_size(int(model_cfg.get("min_input_size", 1))).resolve(
         data.channels,
@@ -188,8 +196,42 @@ def _source_backbone(
         data_cfg.get("normalize", "data"),
     )
     backbone, source_info = source.prepare(model_cfg, spec)
-    verified = check_source_record(source_info, dataset, split.unseen, data.class_names, allow)
+    verified = check_source_record(source_info, dataset, never_seen, data.class_names, allow)
     return backbone, {**source_info, "leakage_verified": verified}, spec
+
+
+def _validation_backbone(
+    plain: Mapping[str, Any],
+    data: ImageData,
+    dataset: str,
+    split: ClassSplit,
+    final: tuple[Any, dict[str, Any], InputSpec],
+) -> tuple[Any, dict[str, Any]]:
+    """The backbone of the validation stage: the source retrained on the seen classes minus
+    the validation classes (Xian et al.'s protocol: the validation classes are unseen by the
+    feature extractor too), when the source can be restricted; else the final backbone, with
+    a record of whether it saw the validation classes."""
+    zs, source = plain["strategy"], plain["source"]
+    restrictable = (
+        bool(zs.get("restrict_source_to_seen", True))
+        and source.get("name") == "pretrain"
+        and source.get("dataset") == dataset
+    )
+    if restrictable:
+        backbone, info, _ = _source_backbone(
+            plain, data, dataset, split.train, split.unseen + split.val, allow=False
+        )
+    else:
+        backbone, info = final[0], final[1]
+    seen = info.get("source_classes_seen")
+    saw_val = None if seen is None else bool(set(seen) & set(split.val))
+    record = {
+        "source_key": info.get("source_key"),
+        "classes_seen": seen,
+        "retrained_without_val_classes": restrictable,
+        "saw_val_classes": saw_val,
+    }
+    return backbone, record
 
 
 def _budget(data_cfg: Mapping[str, Any]) -> tuple[int | None, float | None, int]:
@@ -256,26 +298,32 @@ def run_zeroshot(ctx: RunContext) -> dict[str, Any]:
         if zs.get("semantics_norm", "l2") == "l2":
             semantics = F.normalize(semantics, dim=1)
 
-    backbone, prepare = None, None
+    backbone, val_backbone, prepare, val_record = None, None, None, None
     if method_cls.uses_source:
-        backbone, source_info, spec = _source_backbone(plain, data, dataset, split, allow)
+        final = _source_backbone(plain, data, dataset, split.seen, split.unseen, allow)
+        backbone, source_info, spec = final
+        val_backbone, val_record = _validation_backbone(plain, data, dataset, split, final)
         prepare = Preprocessor(data, spec)
     else:
         source_info = method_cls.source_info(dict(zs.get(method_name) or {}), allow)
     context = {"backbone": backbone, "device": device}
+    val_context = {"backbone": val_backbone, "device": device}
     ctx.seed_everything(verbose=False)
-    methods = [build_method(method_name, params, **context) for params in grid]
+    methods = [build_method(method_name, params, **val_context) for params in grid]
     kind = methods[0].inputs
-    make = _InputMaker(data, kind, backbone, prepare, device, zs.get("feature_norm", "l2") == "l2")
-    train, holdout_set = make("train", idx.train), make("train", idx.holdout)
+    l2 = zs.get("feature_norm", "l2") == "l2"
+    make = _InputMaker(data, kind, backbone, prepare, device, l2)
+    make_val = _InputMaker(data, kind, val_backbone, prepare, device, l2)
     calibration = bool(zs.get("calibration", True))
 
-    # validation stage: train on seen minus val classes, zero-shot on the val classes
+    # validation stage: a backbone and a method that never saw the validation classes, trained
+    # on the seen minus the validation classes, zero-shot on the validation classes
+    val_train, holdout_set = make_val("train", idx.train), make_val("train", idx.holdout)
     candidates = []
     for params, method in zip(grid, methods):
         stage = evaluate_stage(
             method,
-            train.of(split.train),
+            val_train.of(split.train),
             holdout_set.of(split.train) + holdout_set.of(split.val),
             split.train,
             split.val,
@@ -288,9 +336,10 @@ def run_zeroshot(ctx: RunContext) -> dict[str, Any]:
     best = max(range(len(candidates)), key=lambda i: (candidates[i][2][select_by], -i))
     params, multiple, val = candidates[best]
 
-    # final stage: all seen classes, tested on the test pool (seen for GZSL, unseen)
+    # final stage: the backbone and method of all seen classes, tested on the test pool (seen
+    # for GZSL, unseen)
     final = build_method(method_name, params, **context) if method_cls.trains else methods[best]
-    test = make("test", idx.test)
+    train, test = make("train", idx.train), make("test", idx.test)
     stage = evaluate_stage(final, train, test, split.seen, split.unseen, names, semantics)
     result = stage_metrics(stage, multiple)
     plain_result = stage_metrics(stage, 0.0)
@@ -315,6 +364,7 @@ def run_zeroshot(ctx: RunContext) -> dict[str, Any]:
         "calibration_gamma_multiple": multiple,
         "calibration_gamma": multiple * stage["scale"],
         "validation": [{"params": p, "gamma_multiple": m, **v} for p, m, v in candidates],
+        "validation_backbone": val_record,
         "zsl_acc_per_class": {
             names[c]: float(np.mean((zsl_pred == i)[stage["zsl_labels"] == i].numpy()))
             for i, c in enumerate(split.unseen)
