@@ -297,3 +297,30 @@ def test_per_class_and_confusion_average_each_rows_seeds(tmp_path: Path) -> None
         assert (tmp_path / "out" / report["plots"][name]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "detail_run" not in report["plots"]
     assert "averaged over its seeds" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _with_source(path: Path, key: str) -> None:
+    record = json.loads(path.read_text())
+    record["source_info"] = {"source": "pretrain", "source_key": key}
+    path.write_text(json.dumps(record))
+
+
+def test_report_says_whether_seeds_shared_one_source(tmp_path: Path) -> None:
+    """With ``source.seed=${seed}`` every seed builds its own source (its variance is in the
+    std); with the default one source serves every seed: the report says which rows are which."""
+    runs = tmp_path / "runs"
+    for seed, acc in SCRATCH_ACC.items():
+        shared = write_run(runs, f"shared_s{seed}", "finetune", 5, seed, acc)
+        _with_source(shared, "one-source")
+        own = write_run(
+            runs, f"own_s{seed}", "finetune", 5, seed, acc, config={"source": {"seed": seed}}
+        )
+        _with_source(own, f"source-of-seed-{seed}")
+    report = build_report([runs], tmp_path / "report")
+    rows = by_method(report)
+    assert all(row["n"] == 3 for row in rows.values())  # source.seed follows the seed
+    notes = {n.split(":")[0]: n.rsplit(": ", 1)[1] for n in report["notes"]}
+    shared_row = notes["one source shared by all seeds (its variance is not in the std)"]
+    own_row = notes["a source per seed (source.seed=${seed})"]
+    assert {shared_row, own_row} == set(rows)
+    assert "seed=<seed>" in own_row  # the row that differs by source.seed following the seed

@@ -277,6 +277,24 @@ def _markdown(report: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) ->
     return "\n".join(lines)
 
 
+def _source_sharing(cells: Sequence[Cell], metric: str, notes: list[str]) -> None:
+    """Say whether each row's seeds share one pretrained source (its variance is then not in
+    the std) or built one each (``source.seed=${seed}``)."""
+    shared, own = set(), set()
+    for cell in cells:
+        runs = cell.finished(metric)
+        keys = {(r.get("source_info") or {}).get("source_key") for r in runs} - {None}
+        if len(runs) > 1 and keys:
+            (shared if len(keys) == 1 else own).add(cell.method)
+    if shared:
+        notes.append(
+            "one source shared by all seeds (its variance is not in the std): "
+            + ", ".join(sorted(shared))
+        )
+    if own:
+        notes.append("a source per seed (source.seed=${seed}): " + ", ".join(sorted(own)))
+
+
 def build_report(
     paths: Iterable[str | Path],
     out_dir: str | Path,
@@ -328,6 +346,7 @@ def build_report(
         notes.append(
             f"groups mix runs that differ in {', '.join(mixed)}: add them to the group keys"
         )
+    _source_sharing(cells, metric, notes)
     higher = not lower_is_better(metric)
     groups = aggregate_cells(cells, metric, budget_key, higher)
     paired = [
