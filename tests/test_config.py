@@ -93,7 +93,7 @@ def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path, experiment: str)
 def test_experiment_sweeps_are_defined_in_config(make_cfg) -> None:
     params = make_cfg("experiment=fmnist_budgets", with_hydra=True).hydra.sweeper.params
     assert params["data.labels_per_class"] == "1,5,20,100,null"
-    assert params["strategy"] == "finetune,scratch" and params["seed"] == "0,1,2"
+    assert params["strategy"] == "finetune,scratch" and params["seed"] == "0,1,2,3,4"
 
 
 @pytest.mark.parametrize("model", available_options("model"))
