@@ -72,6 +72,7 @@ def test_hparams_search_maximises_validation_over_real_keys(make_cfg, option: st
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
     assert sweeper.max_failure_rate == 1.0  # a failed trial never ends the study
     assert sweeper.params, "empty search space"
+    assert cfg.test is False  # trials never compute test metrics
     for key in sweeper.params:  # every searched key exists in the composed config
         assert OmegaConf.select(cfg, key, default="<missing>") != "<missing>", key
         assert not key.startswith("test"), "never search on test settings"
