@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 import time
@@ -157,6 +158,68 @@ def _eval_backbone_only(tmp: Path) -> list[str]:
     return [f"ckpt_path={path}"]
 
 
+# ---- run directories, resume, sweeps (docs/reliability.md) ----
+# A finished run lives outside ``tmp`` (the harness checks that no results file appears there);
+# tests/test_resume_safety.py checks that its results stay byte-identical.
+SCRATCH_1 = ("strategy=scratch", "trainer.max_epochs=1")
+
+
+def _finished_run() -> Path:
+    """A finished one-epoch scratch run (small_cnn on digits 5-9) in a directory of its own."""
+    out = Path(tempfile.mkdtemp(prefix="tl-catalogue-run-"))
+    run_training(compose_config("train", list(SCRATCH_1), out, out / "cache"), out)
+    return out
+
+
+def _into_finished_run(*extra: str) -> Setup:
+    """Run (with ``extra``) in the directory of a finished run."""
+    return lambda tmp: [*SCRATCH_1, f"hydra.run.dir={_finished_run()}", *extra]
+
+
+def _checkpoint_in_run_dir(tmp: Path, make: Callable[[Path], Path]) -> Path:
+    """``tmp/run/checkpoints/last.ckpt`` made by ``make(path)`` (the harness's run directory)."""
+    folder = tmp / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    return make(folder / "last.ckpt")
+
+
+def _resume_over_pickle(tmp: Path) -> list[str]:
+    _checkpoint_in_run_dir(tmp, lambda p: _evil_checkpoint(tmp).rename(p))
+    return [*SCRATCH_1, "resume=true"]
+
+
+def _truncate(path: Path) -> Path:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def _resume_over_truncated(tmp: Path) -> list[str]:
+    _checkpoint_in_run_dir(tmp, lambda p: _truncate(Path(shutil.copy(_training_checkpoint(), p))))
+    return [*SCRATCH_1, "resume=true"]
+
+
+def _resume_other_runs_checkpoint(tmp: Path) -> list[str]:
+    """The run directory holds a one-epoch run's checkpoint; resume a two-epoch run there."""
+    _checkpoint_in_run_dir(tmp, lambda p: Path(shutil.copy(_training_checkpoint(), p)))
+    return ["strategy=scratch", "trainer.max_epochs=2", "resume=true"]
+
+
+def _fresh_run_over_checkpoints(tmp: Path) -> list[str]:
+    _checkpoint_in_run_dir(tmp, lambda p: Path(shutil.copy(_training_checkpoint(), p)))
+    return list(SCRATCH_1)
+
+
+def _sweep(*args: str) -> Setup:
+    """A multirun whose sweep directory lies outside ``tmp`` (failed jobs write records); the
+    flag goes last (after it, Hydra's argument parser takes no more overrides)."""
+    return lambda tmp: [f"hydra.sweep.dir={tempfile.mkdtemp(prefix='tl-sweep-')}", *args, "-m"]
+
+
+def _cache_is_a_file(tmp: Path) -> list[str]:
+    (tmp / "cache-file").write_text("not a directory")
+    return [f"paths.cache_dir={tmp / 'cache-file'}"]
+
+
 # (id, entry point, setup -> overrides, what the one error line must say)
 CASES: list[tuple[str, str, Setup, str]] = [
     # command-line overrides
@@ -271,6 +334,67 @@ CASES: list[tuple[str, str, Setup, str]] = [
         _eval_other_class_count,
         "head.fc.weight (5, 128) vs (3, 128)",
     ),
+    # divergence: learning rates and optimizer settings that train nothing but NaNs
+    ("infinite-lr", "train", _args("strategy.optimizer.lr=inf"), "optimizer.lr=inf is invalid"),
+    ("nan-lr", "train", _args("strategy.optimizer.lr=nan"), "optimizer.lr=nan is invalid"),
+    ("zero-lr", "train", _args("strategy.optimizer.lr=0"), "optimizer.lr=0 is invalid"),
+    (
+        "infinite-weight-decay",
+        "train",
+        _args("strategy.optimizer.weight_decay=inf"),
+        "optimizer.weight_decay=inf is invalid",
+    ),
+    # runs that would never train and record an untrained model as a result
+    ("zero-epochs", "train", _args("trainer.max_epochs=0"), "trainer.max_epochs=0 trains nothing"),
+    ("zero-steps", "train", _args("+trainer.max_steps=0"), "trainer.max_steps=0 trains nothing"),
+    # a run directory belongs to one configuration: nothing is overwritten
+    (
+        "resume-with-a-changed-config",
+        "train",
+        _into_finished_run("trainer.max_epochs=2", "resume=true"),
+        "belongs to another configuration: trainer.max_epochs=1 (this run: 2)",
+    ),
+    (
+        "rerun-into-a-finished-run",
+        "train",
+        _into_finished_run(),
+        "holds the finished results of this configuration",
+    ),
+    (
+        "other-config-into-a-finished-run",
+        "train",
+        _into_finished_run("strategy.optimizer.lr=0.01"),
+        "strategy.optimizer.lr=0.002 (this run: 0.01)",
+    ),
+    ("resume-over-a-pickle-with-code", "train", _resume_over_pickle, "refusing to load"),
+    ("resume-over-a-truncated-last-ckpt", "train", _resume_over_truncated, "cannot resume"),
+    (
+        "resume-over-another-runs-checkpoint",
+        "train",
+        _resume_other_runs_checkpoint,
+        "trainer.max_epochs=1 (this run: 2)",
+    ),
+    (
+        "fresh-run-over-checkpoints",
+        "train",
+        _fresh_run_over_checkpoints,
+        "holds the checkpoints of an earlier run",
+    ),
+    # multiruns: failed jobs make the command fail, with one summary
+    (
+        "multirun-with-failed-jobs",
+        "train",
+        _sweep("data.labels_per_class=500,600", "debug=fast_dev_run"),
+        "2 of 2 jobs of the multirun failed (jobs 0, 1): DataError: labels_per_class=500",
+    ),
+    (
+        "multirun-without-seed",
+        "train",
+        _sweep("seed=null", "debug=fast_dev_run"),
+        "seed=null in a multirun",
+    ),
+    # a source cache that cannot be written when a source must be built
+    ("cache-dir-is-a-file", "train", _cache_is_a_file, "cannot be built in"),
 ]
 
 
@@ -337,4 +461,4 @@ def test_export_refuses_a_pickle_with_code(
 
 
 def test_the_catalogue_is_large_enough() -> None:
-    assert len(CASES) >= 50
+    assert len(CASES) >= 60

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
+from hydra.experimental.callback import Callback as HydraCallback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -25,12 +27,33 @@ from transferlab.core.config import (
     share_run_id,
 )
 from transferlab.core.errors import ConfigError, TransferlabError
-from transferlab.core.results import read_results, run_hash, run_identity, write_results
+from transferlab.core.results import (
+    RESULTS_FILE,
+    config_differences,
+    describe_differences,
+    path_keys,
+    read_results,
+    run_hash,
+    run_identity,
+    write_results,
+)
 from transferlab.core.schema import RunOptions, check_model, closest
 from transferlab.tasks import run_evaluation, run_training, to_plain
-from transferlab.tasks.checkpoints import checkpoint_run_hash
-from transferlab.tasks.distributed import is_global_zero, rank_child_overrides
-from transferlab.tasks.resume import find_finished, resumable_checkpoint
+from transferlab.tasks.checkpoints import load_training_checkpoint
+from transferlab.tasks.distributed import (
+    is_global_zero,
+    launched_rank,
+    processes_created_externally,
+    rank_child_overrides,
+)
+from transferlab.tasks.resume import (
+    REPLACEABLE_STATUSES,
+    RunDirectoryError,
+    check_fresh_directory,
+    check_results_slot,
+    choose_checkpoint,
+    find_finished,
+)
 
 log = logging.getLogger("transferlab")
 register_resolvers()
@@ -138,24 +161,66 @@ def _in_multirun() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def _resume_or_skip(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
-    """With ``resume=true``: the finished record of this configuration (to skip it), or
-    ``None`` after pointing ``ckpt_path`` at the run's own ``last.ckpt`` if it was cut off."""
-    digest = run_hash(cfg)
-    search = Path(HydraConfig.get().sweep.dir) if _in_multirun() else output_dir
-    finished = find_finished(search, digest)
-    if finished is not None:
-        return read_results(finished)
-    last = resumable_checkpoint(output_dir)
-    if last is not None and cfg.get("ckpt_path") is None and checkpoint_run_hash(last) == digest:
-        log.info("resuming the interrupted run from %s", last)
+def _sweep_dir() -> Path:
+    return Path(HydraConfig.get().sweep.dir)
+
+
+def _checks_directory() -> bool:
+    """Whether this process checks the run directory: not a rank Lightning started by re-running
+    the command (its rank 0 did, and is writing into the directory by then)."""
+    return launched_rank() == 0 or processes_created_externally()
+
+
+def _claim_run_directory(cfg: DictConfig, output_dir: Path) -> dict[str, Any] | None:
+    """Bind ``output_dir`` to this configuration before anything is written there.
+
+    With ``resume=true``: the finished record of this configuration in the sweep (or run)
+    directory, to skip it; else ``None`` after pointing ``ckpt_path`` at the newest readable
+    checkpoint of this configuration in the directory (if any). Another configuration's
+    results or checkpoints in the directory are an error naming the differing keys, and so,
+    without ``resume``, are any results or checkpoints of an earlier run: nothing is
+    overwritten."""
+    digest, plain, paths = run_hash(cfg), to_plain(cfg), path_keys(cfg)
+    resume = bool(cfg.get("resume"))
+    if resume:
+        finished = find_finished(_sweep_dir() if _in_multirun() else output_dir, digest)
+        if finished is not None:
+            return read_results(finished)
+    if _checks_directory():
+        check_results_slot(output_dir, digest, plain, paths)
+        if not resume:
+            check_fresh_directory(output_dir, cfg.get("ckpt_path"))
+    if not resume or cfg.get("ckpt_path") is not None:  # an explicit checkpoint wins
+        return None
+    point = choose_checkpoint(output_dir, digest, plain, paths)
+    for note in point.notes:
+        print(note)
+    if point.checkpoint is not None:
+        print(
+            f"resuming the interrupted run from {point.checkpoint} "
+            f"(epoch {point.epoch}, step {point.step})"
+        )
         with open_dict(cfg):
-            cfg.ckpt_path = str(last)
+            cfg.ckpt_path = str(point.checkpoint)
     return None
 
 
+def _replaceable(output_dir: Path, digest: str) -> bool:
+    """Whether a failure record may be written: no results there, or this configuration's
+    unfinished ones."""
+    path = output_dir / RESULTS_FILE
+    if not path.exists():
+        return True
+    try:
+        record = read_results(path)
+    except (OSError, ValueError):
+        return False
+    return record.get("run_hash") == digest and record.get("status") in REPLACEABLE_STATUSES
+
+
 def _record_failure(cfg: DictConfig, output_dir: Path, err: BaseException) -> None:
-    """Write a ``failed`` results file so the sweep's report lists this run."""
+    """Write a ``failed`` results file so the sweep's report lists this run (never over another
+    run's results, and never failing itself: the disk may be full)."""
     message = str(err).strip().splitlines()[0] if str(err).strip() else ""
     record: dict[str, Any] = {
         "status": "failed",
@@ -170,34 +235,107 @@ def _record_failure(cfg: DictConfig, output_dir: Path, err: BaseException) -> No
         record["config"] = plain
     except Exception:  # the record of a failure must not fail itself
         pass
-    write_results(output_dir, record)
+    if not _replaceable(output_dir, record["run_hash"]):
+        return
+    try:
+        write_results(output_dir, record)
+    except OSError as write_err:
+        log.error("could not write the failure record in %s: %s", output_dir, write_err)
 
 
-def _guarded(task: Callable[[DictConfig, Path], dict[str, Any]]) -> Callable[[DictConfig], Any]:
+# the data keys that do not change which test images a checkpoint is evaluated on
+_LOADER_ONLY_DATA_KEYS = (
+    "batch_size",
+    "eval_batch_size",
+    "num_workers",
+    "download",
+    "min_samples_per_epoch",
+    "augment",
+    "labels_per_class",
+    "label_fraction",
+    "val_per_class",
+    "val_fraction",
+)
+
+
+def eval_data_differences(cfg: DictConfig) -> list[tuple[str, Any, Any]]:
+    """``eval.py``: the ``data.*`` keys (those that decide the test images) in which the data
+    evaluated differs from the data the checkpoint was trained on."""
+    _, record = load_training_checkpoint(cfg.ckpt_path)
+    trained = dict(record["cfg"].get("data") or {})
+    given = {**trained, **(to_plain(cfg.get("data")) or {})}
+    return [
+        d
+        for d in config_differences({"data": trained}, {"data": given})
+        if d[0].split(".")[1] not in _LOADER_ONLY_DATA_KEYS
+    ]
+
+
+def _job_failed(output_dir: Path, err: BaseException) -> None:
+    """Say (without ``error:``: the multirun's summary is the one error line) that a job
+    failed, and remember why for the summary."""
+    line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    print(f"job {output_dir.name} failed: {line}", file=sys.stderr)
+    _JOB_ERRORS[str(output_dir.resolve())] = f"{type(err).__name__}: {line}"[:500]
+
+
+def _guarded(
+    task: Callable[[DictConfig, Path], dict[str, Any]], kind: str = "train"
+) -> Callable[[DictConfig], Any]:
     def run(cfg: DictConfig) -> float | None:
         output_dir = _output_dir()
-        if cfg.get("print_config", True) and is_global_zero():
-            print_config_tree(cfg, save_to=output_dir / "config_tree.log")
-        if cfg.get("resume"):
-            done = _resume_or_skip(cfg, output_dir)
+        multirun = _in_multirun()
+        data_differs: list[tuple[str, Any, Any]] = []
+        try:
+            check_model(RunOptions, "", to_plain(cfg))
+            if multirun and kind == "train" and cfg.get("seed", 0) is None:
+                raise ConfigError(
+                    "seed=null in a multirun: unseeded repeats of one configuration cannot be "
+                    "told apart in reports; sweep seeds instead (seed=0,1,2)"
+                )
+            done = _claim_run_directory(cfg, output_dir)
             if done is not None:
                 print(f"skipped: this configuration already finished ({done.get('run_dir', '')})")
                 return done.get("metrics", {}).get("val/acc_best")
-        try:
-            check_model(RunOptions, "", to_plain(cfg))
+            if cfg.get("print_config", True) and is_global_zero():
+                print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+            if kind == "eval":
+                data_differs = eval_data_differences(cfg)
+                if data_differs:
+                    print(
+                        "warning: evaluating on other data than the checkpoint was trained on: "
+                        f"{describe_differences(data_differs)}; the results record lists "
+                        "these keys under data_differs_from_training",
+                        file=sys.stderr,
+                    )
             record = task(cfg, output_dir)
             if not is_global_zero():  # a DDP rank > 0: rank 0 reports and writes results
                 return None
-        except TransferlabError as err:
-            print(f"error: {err}", file=sys.stderr)
-            if not _in_multirun():
+            if kind == "eval":  # the record says which data it was measured on
+                record = {
+                    **record,
+                    "run_hash": run_hash(cfg),
+                    "data_differs_from_training": [d[0] for d in data_differs],
+                }
+                write_results(output_dir, record)
+        except RunDirectoryError as err:  # another run's directory: write nothing into it
+            if not multirun:
+                print(f"error: {err}", file=sys.stderr)
                 sys.exit(1)
+            _job_failed(output_dir, err)
+            return None
+        except TransferlabError as err:
+            if not multirun:
+                print(f"error: {err}", file=sys.stderr)
+                sys.exit(1)
+            _job_failed(output_dir, err)
             _record_failure(cfg, output_dir, err)
             return None
         except Exception as err:
-            if not _in_multirun():
+            if not multirun:
                 raise
             log.exception("run failed; the sweep goes on")
+            _job_failed(output_dir, err)
             _record_failure(cfg, output_dir, err)
             return None
         _print_summary(record)
@@ -206,6 +344,100 @@ def _guarded(task: Callable[[DictConfig, Path], dict[str, Any]]) -> Callable[[Di
         return record["metrics"].get("val/acc_best")
 
     return run
+
+
+# why each job of this process's multirun failed, by output directory (jobs run in this
+# process; jobs of other processes are read from their results files)
+_JOB_ERRORS: dict[str, str] = {}
+
+
+def _job_dirs(sweep: Path, since: float) -> list[Path]:
+    """The job directories of the multirun that started at ``since`` (Hydra writes each job's
+    ``.hydra/config.yaml`` when the job starts)."""
+    found = {p.parent.parent for p in sweep.rglob(".hydra/config.yaml")}
+    return sorted(
+        (d for d in found if (d / ".hydra" / "config.yaml").stat().st_mtime >= since - 1),
+        key=lambda d: (len(d.parts), [int(x) if x.isdigit() else x for x in d.parts]),
+    )
+
+
+def _job_failure(job: Path, sweep: Path, since: float) -> str | None:
+    """Why the job in ``job`` failed, or None when it finished (or was skipped as finished)."""
+    job_cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+    digest = run_hash(job_cfg)
+    results = job / RESULTS_FILE
+    record = None
+    if results.is_file() and results.stat().st_mtime >= since - 1:
+        try:
+            record = read_results(results)
+        except (OSError, ValueError):
+            return f"its {RESULTS_FILE} cannot be read"
+    if record is not None and record.get("run_hash") in (digest, None):
+        if record.get("status") == "failed":
+            return str(record.get("error") or "failed")
+        return None
+    if job_cfg.get("resume") and find_finished(sweep, digest) is not None:
+        return None  # skipped: this configuration had finished
+    return _JOB_ERRORS.get(str(job.resolve())) or (
+        f"it wrote no {RESULTS_FILE} (refused, killed or crashed: see its log in {job})"
+    )
+
+
+def _job_overrides(job: Path) -> list[str]:
+    try:
+        return [str(v) for v in OmegaConf.load(job / ".hydra" / "overrides.yaml")]
+    except Exception:  # noqa: BLE001 - a label is a nicety
+        return []
+
+
+def _job_labels(jobs: Sequence[Path], sweep: Path) -> dict[Path, str]:
+    """Each job's directory name with the overrides that tell it from the other jobs."""
+    overrides = {job: _job_overrides(job) for job in jobs}
+    shared = set.intersection(*(set(v) for v in overrides.values())) if len(jobs) > 1 else set()
+    labels = {}
+    for job, values in overrides.items():
+        own = [v for v in values if v not in shared]
+        name = str(job.relative_to(sweep))
+        labels[job] = f"{name} ({' '.join(own)})" if own else name
+    return labels
+
+
+class MultirunSummary(HydraCallback):
+    """Registered in ``conf/hydra/default.yaml``: after a multirun, one summary of its jobs.
+    When any failed, it lists which and why (each failed job's ``results.json`` holds its
+    error) and ends the command with exit status 1."""
+
+    def __init__(self) -> None:
+        self.started = time.time()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.time()
+        _JOB_ERRORS.clear()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(str(config.hydra.sweep.dir))
+        if not sweep.is_dir():
+            return
+        jobs = _job_dirs(sweep, self.started)
+        failed = [(job, why) for job in jobs if (why := _job_failure(job, sweep, self.started))]
+        if not failed:
+            if jobs:
+                print(f"multirun: all {len(jobs)} jobs finished ({sweep})")
+            return
+        labels = _job_labels(jobs, sweep)
+        lines = [f"multirun: {len(failed)} of {len(jobs)} jobs failed ({sweep}):"]
+        lines += [f"  job {labels[job]}: {why}" for job, why in failed]
+        names = (
+            "job"
+            + ("s " if len(failed) > 1 else " ")
+            + ", ".join(str(j.relative_to(sweep)) for j, _ in failed)
+        )
+        lines.append(
+            f"error: {len(failed)} of {len(jobs)} jobs of the multirun failed ({names}): "
+            f"{failed[0][1][:200]}"
+        )
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(1)
 
 
 def _main(config_name: str, task: Callable[[DictConfig, Path], dict[str, Any]]) -> None:
@@ -217,8 +449,9 @@ def _main(config_name: str, task: Callable[[DictConfig, Path], dict[str, Any]]) 
         sys.exit(2)
     share_run_id()  # the processes this command starts (workers, DDP ranks) use its run dir
     sys.argv += rank_child_overrides()
+    kind = "eval" if config_name == "eval" else "train"
     app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
-        _guarded(task)
+        _guarded(task, kind)
     )
     app()
 

@@ -13,6 +13,11 @@ from torch import nn
 
 from transferlab.core.errors import CheckpointError
 
+
+class UnsafeCheckpointError(CheckpointError):
+    """A file that ``weights_only`` loading refuses: a pickle that may run code when loaded."""
+
+
 # passed to every Lightning ``fit``/``test``/``validate`` that is given a checkpoint path
 SAFE_LOAD = {"weights_only": True}
 
@@ -29,7 +34,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(
+        raise UnsafeCheckpointError(
             f"refusing to load {path}: it is not a plain-weights checkpoint "
             f"(weights_only loading failed: {first[:160]})"
         ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,16 +16,27 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 SCHEDULERS = ("none", "cosine", "onecycle", "step")
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_optim_config(
     optimizer: Mapping[str, Any] | None, scheduler: Mapping[str, Any] | None
 ) -> None:
-    """Refuse unknown optimizer/scheduler names and a non-positive learning rate up front."""
-    name = str((optimizer or {}).get("name", "adamw")).lower()
+    """Refuse, up front, unknown optimizer/scheduler names, a learning rate that is not a
+    finite number > 0 (``inf`` or ``nan`` would train nothing but NaNs), and a weight decay or
+    momentum that is not a finite number >= 0."""
+    optimizer = optimizer or {}
+    name = str(optimizer.get("name", "adamw")).lower()
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer '{name}'; valid: {', '.join(OPTIMIZERS)}")
-    lr = (optimizer or {}).get("lr", 1e-3)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ConfigError(f"optimizer.lr={lr!r} is invalid; use a number > 0")
+    lr = optimizer.get("lr", 1e-3)
+    if not _number(lr) or not math.isfinite(lr) or not lr > 0:
+        raise ConfigError(f"optimizer.lr={lr!r} is invalid; use a finite number > 0")
+    for key in ("weight_decay", "momentum"):
+        value = optimizer.get(key)
+        if value is not None and (not _number(value) or not math.isfinite(value) or value < 0):
+            raise ConfigError(f"optimizer.{key}={value!r} is invalid; use a finite number >= 0")
     sched_name = str((scheduler or {}).get("name", "none")).lower()
     if sched_name not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler '{sched_name}'; valid: {', '.join(SCHEDULERS)}")
@@ -35,9 +47,8 @@ def build_optimizer(param_groups: Iterable[dict], cfg: Mapping[str, Any]) -> tor
 
     Each group may carry ``lr_scale``; its learning rate becomes ``cfg['lr'] * lr_scale``.
     """
+    check_optim_config(cfg, None)  # every optimizer built, the sources' included
     name = str(cfg.get("name", "adamw")).lower()
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer '{name}'; valid: {', '.join(OPTIMIZERS)}")
     lr = float(cfg.get("lr", 1e-3))
     weight_decay = float(cfg.get("weight_decay", 0.0))
     groups = []

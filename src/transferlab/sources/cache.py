@@ -11,6 +11,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from transferlab.core.errors import SourceError
 from transferlab.core.store import atomic_write_text, file_sha256
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,27 @@ def entry_is_valid(entry: Path) -> bool:
 def get_or_build(entry: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[Path, bool]:
     """Return ``entry``, building it first (under a file lock) if it is missing or corrupt.
 
-    ``build(tmp_weights_path)`` writes the weights file and returns metadata; the weights are
-    renamed into place and the metadata written last, so a crash leaves no entry that looks
-    valid. Returns ``(entry, built_now)``.
+    A valid entry is read without the lock (nothing is written: a read-only shared cache
+    works); an entry is never changed once valid, and a build renames the weights into place
+    and writes the metadata last, so a reader never sees a half-built entry as valid.
+    ``build(tmp_weights_path)`` writes the weights file and returns metadata. Returns
+    ``(entry, built_now)``; a cache that cannot be written when a build is needed is one
+    :class:`SourceError` line.
     """
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry) + ".lock"):
-        if entry_is_valid(entry):
+    if entry_is_valid(entry):
+        return entry, False
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(entry) + ".lock")
+        lock.acquire()
+    except OSError as err:
+        raise SourceError(
+            f"the source cache entry {entry.name} is missing and cannot be built in "
+            f"{entry.parent} ({err.strerror or type(err).__name__}): point TRANSFERLAB_CACHE "
+            "(paths.cache_dir) at a writable directory, or build the source there first"
+        ) from None
+    try:
+        if entry_is_valid(entry):  # another process built it while this one waited
             return entry, False
         entry.mkdir(parents=True, exist_ok=True)
         (entry / ENTRY_META).unlink(missing_ok=True)
@@ -50,6 +65,8 @@ def get_or_build(entry: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[
         os.replace(tmp_weights, entry / ENTRY_WEIGHTS)
         atomic_write_text(entry / ENTRY_META, json.dumps(meta, indent=2, default=str))
         return entry, True
+    finally:
+        lock.release()
 
 
 def ensure_entry(

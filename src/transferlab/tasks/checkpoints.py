@@ -5,15 +5,48 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import lightning as L
+import torch
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from transferlab.core.checkpoint import read_checkpoint
 from transferlab.core.errors import CheckpointError
+from transferlab.core.store import atomic_write
 
 RUN_RECORD_KEY = "transferlab_run"
+
+
+def write_payload(checkpoint: Mapping[str, Any], handle: BinaryIO) -> None:
+    """Serialise a checkpoint into an open file (the one place a checkpoint's bytes are
+    written; the fault tests replace it with a write that fails half way)."""
+    torch.save(checkpoint, handle)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic on a local disk: the checkpoint is written to
+    a temporary file in its own directory, flushed, then renamed over the target. A failed
+    write (a full disk) removes the temporary file, leaves the previous checkpoint as it was,
+    and ends the run with one line. Remote paths (``s3://...``) keep Lightning's writer."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None or "://" in str(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = Path(path)
+        try:
+            atomic_write(target, lambda handle: write_payload(checkpoint, handle))
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+            raise CheckpointError(
+                f"could not write checkpoint {target} ({reason}); the checkpoints written "
+                "before are intact: free space, then rerun with resume=true to continue"
+            ) from None
 
 
 class RunRecordCheckpoint(Callback):
@@ -57,6 +90,12 @@ def load_training_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str
             "use it as a source instead: source=checkpoint source.path=..."
         )
     return payload, record
+
+
+def has_checkpoint_io(plugins: Any) -> bool:
+    """Whether a trainer's ``plugins`` argument already holds a checkpoint writer."""
+    items = plugins if isinstance(plugins, (list, tuple)) else [plugins]
+    return any(isinstance(p, CheckpointIO) for p in items if p is not None)
 
 
 def checkpoint_run_hash(path: Path) -> str | None:

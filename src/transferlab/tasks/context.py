@@ -21,6 +21,8 @@ from transferlab.core.errors import ConfigError
 from transferlab.core.registry import Registry
 from transferlab.core.results import (
     DEBUG_STATUS,
+    UNSEEDED_NOTE,
+    UNTRAINED_STATUS,
     is_debug_trainer,
     run_hash,
     run_identity,
@@ -28,7 +30,11 @@ from transferlab.core.results import (
 )
 from transferlab.core.schema import ModelOptions, PerfOptions, check_model
 from transferlab.modules.callbacks import DivergenceGuard, RNGStateCheckpoint
-from transferlab.tasks.checkpoints import RunRecordCheckpoint
+from transferlab.tasks.checkpoints import (
+    AtomicCheckpointIO,
+    RunRecordCheckpoint,
+    has_checkpoint_io,
+)
 from transferlab.tasks.distributed import (
     best_score_from_checkpoint,
     is_distributed,
@@ -67,9 +73,10 @@ def build_trainer(
     """The Lightning Trainer from ``cfg.trainer`` with the configured callbacks (or
     ``callbacks``), loggers, the divergence guard and the random-state checkpoint
     (``overrides`` replace trainer arguments). ``with_callbacks=False``: a bare trainer for
-    testing."""
+    testing. Every trainer writes its checkpoints atomically (:class:`AtomicCheckpointIO`)."""
     if "strategy" not in overrides:  # multirun: a DDP launch that does not re-run the sweep
         overrides = {**launch_overrides(cfg.trainer), **overrides}
+    overrides = {**overrides, "plugins": _with_atomic_io(cfg, overrides.get("plugins"))}
     chosen: list[Any] = []
     loggers: list[Any] = []
     if with_callbacks:
@@ -88,6 +95,16 @@ def build_trainer(
         raise ConfigError(
             f"invalid trainer settings: {first[:300]} (see Lightning's Trainer arguments)"
         ) from None
+
+
+def _with_atomic_io(cfg: DictConfig, plugins: Any) -> list[Any]:
+    """The trainer's plugins (``plugins`` given, else ``cfg.trainer.plugins``) plus the atomic
+    checkpoint writer, unless one of them already writes checkpoints."""
+    if plugins is None and cfg.trainer.get("plugins") is not None:
+        plugins = hydra.utils.instantiate(cfg.trainer.plugins)
+    items = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+    items = [p for p in items if p is not None]
+    return items if has_checkpoint_io(items) else [*items, AtomicCheckpointIO()]
 
 
 def best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -131,6 +148,8 @@ class RunContext:
         self.run_hash = run_hash(cfg)
         # what every checkpoint of this run stores; tasks add input_spec and source_info
         self.record: dict[str, Any] = {"cfg": self.plain, "run_hash": self.run_hash}
+        # optimizer steps the fit ended at (None: no fit through this context)
+        self.optimizer_steps: int | None = None
 
     @property
     def seed(self) -> int | None:
@@ -163,7 +182,18 @@ class RunContext:
         callbacks: Sequence[Callback] | None = None,
         **overrides: Any,
     ) -> L.Trainer:
-        """A trainer for this run; its checkpoints carry the run's record."""
+        """A trainer for this run; its checkpoints carry the run's record. A training trainer
+        (``with_callbacks``) that would never train (``max_epochs=0``, ``max_steps=0``) is a
+        config error: its run would record an untrained model as a result."""
+        if with_callbacks:
+            settings = {**(self.plain.get("trainer") or {}), **overrides}
+            for key in ("max_epochs", "max_steps"):
+                if settings.get(key) == 0 and not isinstance(settings.get(key), bool):
+                    raise ConfigError(
+                        f"trainer.{key}=0 trains nothing: the run would test an untrained "
+                        f"model and record it as a result; use trainer.{key} >= 1 (or "
+                        "eval.py ckpt_path=... to test a trained checkpoint)"
+                    )
         extra = [RunRecordCheckpoint(self.record)] if with_callbacks else []
         if with_callbacks and callbacks is None:
             callbacks = [*_instantiate_list(self.cfg.get("callbacks")), *extra]
@@ -174,6 +204,8 @@ class RunContext:
     def fit(self, trainer: L.Trainer, module: L.LightningModule, **data: Any) -> dict[str, Any]:
         """Fit ``module`` (continuing from ``ckpt_path`` if given); ``{"val/acc_best": ...}``."""
         trainer.fit(module, ckpt_path=self.resume_from, **data, **SAFE_LOAD)
+        if not is_distributed(trainer):  # ddp_spawn does not bring the step count back
+            self.optimizer_steps = int(trainer.global_step)
         return {"val/acc_best": best_score(trainer)}
 
     def test(
@@ -217,8 +249,18 @@ class RunContext:
 
     def status(self) -> str:
         """``debug`` for runs on a fraction of the data (``fast_dev_run``, ``limit_*_batches``:
-        see :func:`is_debug_trainer`), else ``completed``."""
-        return DEBUG_STATUS if is_debug_trainer(self.plain.get("trainer") or {}) else "completed"
+        see :func:`is_debug_trainer`); ``untrained`` when the fit took no optimizer step (the
+        report leaves it out, ``resume=true`` runs it again); else ``completed``."""
+        if is_debug_trainer(self.plain.get("trainer") or {}):
+            return DEBUG_STATUS
+        return UNTRAINED_STATUS if self.optimizer_steps == 0 else "completed"
+
+    def notes(self) -> list[str]:
+        """What a reader of the record must know: an unseeded run, an untrained model."""
+        notes = [UNSEEDED_NOTE] if self.seed is None else []
+        if self.optimizer_steps == 0:
+            notes.append("the fit took no optimizer step: the model tested is untrained")
+        return notes
 
     def finish(
         self,
@@ -241,6 +283,8 @@ class RunContext:
             "test_details": dict(details or {}),
             "config": self.plain,
         }
+        if self.notes():
+            record["notes"] = self.notes()
         path = write_results(self.output_dir, record)
         log.info("results written to %s", path)
         return record
