@@ -22,8 +22,12 @@ fi
 root="${TRANSFERLAB_ROOT:-$PWD}"
 out="$root/logs/reproduce/$name"
 start=$(date +%s)
+# a multirun with failed jobs exits 1 after listing them: report anyway (failed runs are listed
+# there, never averaged), then exit with the sweep's status
+status=0
 TRANSFERLAB_ROOT="$root" python "$repo/train.py" -m "experiment=$name" \
-  "hydra.sweep.dir=$out" resume=true print_config=false trainer.enable_progress_bar=false "$@"
+  "hydra.sweep.dir=$out" resume=true print_config=false trainer.enable_progress_bar=false "$@" \
+  || status=$?
 first=1
 for metric in ${METRICS:-test/acc}; do
   if [ "$first" = 1 ]; then dir="report"; else dir="report-${metric//\//_}"; fi
@@ -38,3 +42,4 @@ for metric in ${METRICS:-test/acc}; do
   fi
 done
 echo "reproduce $name: $(( $(date +%s) - start )) s wall time; report in $out/report"
+exit "$status"
