@@ -27,6 +27,7 @@ from transferlab.core.config import (
     share_run_id,
 )
 from transferlab.core.errors import ConfigError, TransferlabError
+from transferlab.core.overrides import drop_inapplicable, expand_overrides, publish_inapplicable
 from transferlab.core.results import (
     RESULTS_FILE,
     config_differences,
@@ -279,6 +280,18 @@ def _job_failed(output_dir: Path, err: BaseException) -> None:
     _JOB_ERRORS[str(output_dir.resolve())] = f"{type(err).__name__}: {line}"[:500]
 
 
+def _drop_inapplicable_keys(cfg: DictConfig, output_dir: Path) -> None:
+    """Drop the sweep-wide keys this job's options lack, with a note; the job's saved
+    ``.hydra/config.yaml`` then holds what it ran (its run hash matches its results)."""
+    hydra_cfg = HydraConfig.get()
+    notes = drop_inapplicable(cfg, hydra_cfg.runtime.choices)
+    for note in notes:
+        print(note)
+    saved = output_dir / str(hydra_cfg.output_subdir or ".hydra") / "config.yaml"
+    if notes and saved.is_file():
+        OmegaConf.save(cfg, saved)
+
+
 def _guarded(
     task: Callable[[DictConfig, Path], dict[str, Any]], kind: str = "train"
 ) -> Callable[[DictConfig], Any]:
@@ -286,6 +299,7 @@ def _guarded(
         output_dir = _output_dir()
         multirun = _in_multirun()
         data_differs: list[tuple[str, Any, Any]] = []
+        _drop_inapplicable_keys(cfg, output_dir)
         try:
             check_model(RunOptions, "", to_plain(cfg))
             if multirun and kind == "train" and cfg.get("seed", 0) is None:
@@ -442,6 +456,10 @@ class MultirunSummary(HydraCallback):
 
 def _main(config_name: str, task: Callable[[DictConfig, Path], dict[str, Any]]) -> None:
     try:
+        multirun = any(a in _PLAIN_FLAGS for a in sys.argv[1:])
+        args, inapplicable = expand_overrides(config_name, sys.argv[1:], multirun)
+        sys.argv[1:] = args
+        publish_inapplicable(inapplicable)
         check_group_choices(sys.argv[1:])
         check_override_keys(config_name, sys.argv[1:])
     except ConfigError as err:
