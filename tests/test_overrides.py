@@ -22,8 +22,8 @@ def test_any_trainer_argument_is_force_added() -> None:
     args, dropped = expand_overrides(
         "train", ["trainer.fast_dev_run=true", "trainer.max_epochs=2", "seed=1"], multirun=False
     )
-    # max_epochs is in the trainer config already: a plain override still works for it
-    assert args == ["++trainer.fast_dev_run=true", "++trainer.max_epochs=2", "seed=1"]
+    # max_epochs is in the trainer config already: it stays a plain override
+    assert args == ["++trainer.fast_dev_run=true", "trainer.max_epochs=2", "seed=1"]
     assert dropped == {}
 
 
@@ -66,9 +66,10 @@ def test_sweep_across_strategies_runs_every_job(tmp_path: Path) -> None:
         "trainer.fast_dev_run=true",
         root=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "note: strategy.backbone_lr_ratio does not apply to strategy=scratch" in proc.stdout
-    assert "all 2 jobs finished" in proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    assert "note: strategy.backbone_lr_ratio does not apply to strategy=scratch" in output, output
+    assert "all 2 jobs finished" in output, output[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(tmp_path.rglob("results.json"))]
     assert len(records) == 2
     by_strategy = {r["config"]["strategy"]["name"]: r for r in records}

@@ -26,7 +26,13 @@ from transferlab.core.config import (
     register_resolvers,
     share_run_id,
 )
-from transferlab.core.errors import ConfigError, TransferlabError
+from transferlab.core.console import configure_console
+from transferlab.core.errors import (
+    ConfigError,
+    TransferlabError,
+    storage_error,
+    storage_line,
+)
 from transferlab.core.overrides import drop_inapplicable, expand_overrides, publish_inapplicable
 from transferlab.core.results import (
     RESULTS_FILE,
@@ -39,6 +45,7 @@ from transferlab.core.results import (
     write_results,
 )
 from transferlab.core.schema import RunOptions, check_model, closest
+from transferlab.core.store import ensure_writable_dir
 from transferlab.tasks import run_evaluation, run_training, to_plain
 from transferlab.tasks.checkpoints import load_training_checkpoint
 from transferlab.tasks.distributed import (
@@ -148,7 +155,8 @@ def _print_summary(record: dict[str, Any]) -> None:
         f"{identity['dataset']} (labels/class={identity['labels_per_class']}, "
         f"seed={identity['seed']})"
     )
-    table = Table(title=f"target test metrics: {title}")
+    Console().print(f"target test metrics: {title}", soft_wrap=True)
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in record["metrics"].items():
@@ -156,6 +164,22 @@ def _print_summary(record: dict[str, Any]) -> None:
             table.add_row(key, f"{value:.4f}")
     table.add_row("wall time (s)", f"{record['wall_time_s']:.1f}")
     Console().print(table)
+
+
+def _job_line(record: dict[str, Any], output_dir: Path) -> str:
+    """One line for a finished multirun job: its number, overrides, status and metrics."""
+    hydra_cfg = HydraConfig.get()
+    metrics = record.get("metrics", {})
+    shown = [
+        f"{key} {metrics[key]:.4f}"
+        for key in ("test/acc", "test/zsl_acc", "test/gzsl_h", "val/acc_best")
+        if isinstance(metrics.get(key), float)
+    ]
+    return (
+        f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)}): "
+        f"{record.get('status', 'completed')}, {', '.join(shown) or 'no metrics'}, "
+        f"{record.get('wall_time_s', 0.0):.1f} s -> {output_dir}"
+    )
 
 
 def _in_multirun() -> bool:
@@ -298,6 +322,7 @@ def _guarded(
     def run(cfg: DictConfig) -> float | None:
         output_dir = _output_dir()
         multirun = _in_multirun()
+        configure_console(quiet=multirun)
         data_differs: list[tuple[str, Any, Any]] = []
         _drop_inapplicable_keys(cfg, output_dir)
         try:
@@ -311,8 +336,12 @@ def _guarded(
             if done is not None:
                 print(f"skipped: this configuration already finished ({done.get('run_dir', '')})")
                 return done.get("metrics", {}).get("val/acc_best")
-            if cfg.get("print_config", True) and is_global_zero():
-                print_config_tree(cfg, save_to=output_dir / "config_tree.log")
+            if is_global_zero():  # printed for single runs, saved for every run
+                print_config_tree(
+                    cfg,
+                    save_to=output_dir / "config_tree.log",
+                    show=bool(cfg.get("print_config", True)) and not multirun,
+                )
             if kind == "eval":
                 data_differs = eval_data_differences(cfg)
                 if data_differs:
@@ -346,14 +375,23 @@ def _guarded(
             _record_failure(cfg, output_dir, err)
             return None
         except Exception as err:
+            disk = storage_error(err)  # a full, read-only or protected disk: one line
             if not multirun:
-                raise
-            log.exception("run failed; the sweep goes on")
-            _job_failed(output_dir, err)
-            _record_failure(cfg, output_dir, err)
+                if disk is None:
+                    raise
+                where = "" if disk.filename else f"writing in {output_dir}"
+                print(f"error: {storage_line(disk, where)}", file=sys.stderr)
+                sys.exit(1)
+            if disk is None:
+                log.exception("run failed; the sweep goes on")
+            _job_failed(output_dir, disk or err)
+            _record_failure(cfg, output_dir, disk or err)
             return None
-        _print_summary(record)
-        print(f"results: {output_dir / 'results.json'}")
+        if multirun:
+            print(_job_line(record, output_dir))
+        else:
+            _print_summary(record)
+            print(f"results: {output_dir / 'results.json'}")
         # the value a Hydra sweeper optimises: a validation metric, never a test metric
         return record["metrics"].get("val/acc_best")
 
@@ -416,6 +454,24 @@ def _job_labels(jobs: Sequence[Path], sweep: Path) -> dict[Path, str]:
     return labels
 
 
+def _summary_table(jobs: Sequence[Path], labels: dict[Path, str], failed: dict[Path, str]) -> str:
+    """One row per job: its label, status and test accuracy (from its results file)."""
+    rows = []
+    for job in jobs:
+        try:
+            record = read_results(job / RESULTS_FILE)
+        except (OSError, ValueError):
+            record = {}
+        status = "failed" if job in failed else str(record.get("status", "?"))
+        metrics = record.get("metrics", {})
+        metric = next(
+            (f"{k} {metrics[k]:.4f}" for k in ("test/acc", "test/zsl_acc") if k in metrics), ""
+        )
+        rows.append((labels[job], status, metric))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"  {label:<{width}}  {status:<10} {metric}" for label, status, metric in rows)
+
+
 class MultirunSummary(HydraCallback):
     """Registered in ``conf/hydra/default.yaml``: after a multirun, one summary of its jobs.
     When any failed, it lists which and why (each failed job's ``results.json`` holds its
@@ -434,11 +490,14 @@ class MultirunSummary(HydraCallback):
             return
         jobs = _job_dirs(sweep, self.started)
         failed = [(job, why) for job in jobs if (why := _job_failure(job, sweep, self.started))]
+        labels = _job_labels(jobs, sweep)
+        if jobs:
+            print(_summary_table(jobs, labels, dict(failed)))
         if not failed:
             if jobs:
                 print(f"multirun: all {len(jobs)} jobs finished ({sweep})")
+                print(f"table with mean ± std over seeds: transferlab report {sweep}")
             return
-        labels = _job_labels(jobs, sweep)
         lines = [f"multirun: {len(failed)} of {len(jobs)} jobs failed ({sweep}):"]
         lines += [f"  job {labels[job]}: {why}" for job, why in failed]
         names = (
@@ -452,6 +511,30 @@ class MultirunSummary(HydraCallback):
         )
         print("\n".join(lines), file=sys.stderr)
         raise SystemExit(1)
+
+
+class OutputDirCheck(HydraCallback):
+    """Registered in ``conf/hydra/default.yaml``: before Hydra creates the run (or sweep)
+    directory, make sure it can: a read-only or full root is one ``error:`` line and exit
+    status 1, not Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_output_dir(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_output_dir(config.hydra.sweep.dir)
+
+
+_RUN_DIR_PLACES = "point TRANSFERLAB_ROOT (paths.root_dir) or hydra.run.dir at a writable directory"
+
+
+def _check_output_dir(directory: Any) -> None:
+    try:
+        ensure_writable_dir(Path(str(directory)))
+    except OSError as err:
+        line = storage_line(err, "cannot write the run directory", writable=_RUN_DIR_PLACES)
+        print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def _main(config_name: str, task: Callable[[DictConfig, Path], dict[str, Any]]) -> None:

@@ -74,15 +74,20 @@ def available_options(group: str) -> list[str]:
 
 
 def print_config_tree(
-    cfg: DictConfig, save_to: Path | None = None, order: Sequence[str] = CONFIG_GROUPS
+    cfg: DictConfig,
+    save_to: Path | None = None,
+    order: Sequence[str] = CONFIG_GROUPS,
+    show: bool = True,
 ) -> None:
-    """Print the composed config as a rich tree (and save it as text next to the run)."""
-    import rich
+    """Print the composed config as a rich tree (``show``) and save it as text next to the
+    run; neither is cut at the terminal's width."""
+    import rich.console
     import rich.syntax
     import rich.tree
 
     tree = rich.tree.Tree("CONFIG", style="dim", guide_style="dim")
     keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order]
+    widest = 0
     for key in keys:
         if key == "hydra":
             continue
@@ -91,9 +96,13 @@ def print_config_tree(
         text = (
             OmegaConf.to_yaml(value, resolve=True) if isinstance(value, DictConfig) else str(value)
         )
-        branch.add(rich.syntax.Syntax(text, "yaml"))
-    rich.print(tree)
+        widest = max([widest, *(len(line) for line in text.splitlines())])
+        branch.add(rich.syntax.Syntax(text, "yaml", word_wrap=False))
+    width = widest + 16  # room for the tree's guides
+    if show:
+        terminal = rich.console.Console()
+        rich.console.Console(width=max(terminal.width, width)).print(tree)
     if save_to is not None:
         save_to.parent.mkdir(parents=True, exist_ok=True)
         with open(save_to, "w") as handle:
-            rich.print(tree, file=handle)
+            rich.console.Console(file=handle, width=width, no_color=True).print(tree)

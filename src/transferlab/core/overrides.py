@@ -90,6 +90,32 @@ def _keys_per_option(
     return found
 
 
+def _trainer_additions(config_name: str, parsed: Sequence[Override]) -> set[str]:
+    """The ``trainer.X=...`` overrides naming a Trainer argument the composed trainer config
+    lacks (they need Hydra's ``++``)."""
+    wanted = {}
+    for o in parsed:
+        key = _plain_key(o)
+        if key is not None and key.startswith("trainer.") and key.count(".") == 1:
+            if key.split(".", 1)[1] in trainer_arguments():
+                wanted[o.input_line] = key.split(".", 1)[1]
+    if not wanted:
+        return set()
+    rest = [
+        o.input_line
+        for o in parsed
+        if o.input_line not in wanted
+        and not o.is_sweep_override()
+        and "hydra" not in o.key_or_group
+    ]
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            present = set(compose(config_name, overrides=rest).get("trainer") or {})
+    except Exception:  # noqa: BLE001 - composition errors are reported by the key check
+        present = set()
+    return {line for line, name in wanted.items() if name not in present}
+
+
 def expand_overrides(
     config_name: str, args: Sequence[str], multirun: bool
 ) -> tuple[list[str], dict[str, dict[str, list[str]]]]:
@@ -97,13 +123,8 @@ def expand_overrides(
     parsed = _parse([a for a in args if not a.startswith("-")])
     if parsed is None:
         return list(args), {}
-    forced: set[str] = set()
+    forced = _trainer_additions(config_name, parsed)
     inapplicable: dict[str, dict[str, list[str]]] = {}
-    for o in parsed:
-        key = _plain_key(o)
-        if key is not None and key.startswith("trainer.") and key.count(".") == 1:
-            if key.split(".", 1)[1] in trainer_arguments():
-                forced.add(o.input_line)
     if multirun:
         sweeps = _group_sweeps(config_name, parsed)
         firsts = [

@@ -13,10 +13,11 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.errors import InstantiationException
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelSummary
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.core.checkpoint import SAFE_LOAD
+from transferlab.core.console import is_quiet
 from transferlab.core.errors import ConfigError
 from transferlab.core.registry import Registry
 from transferlab.core.results import (
@@ -28,7 +29,7 @@ from transferlab.core.results import (
     run_identity,
     write_results,
 )
-from transferlab.core.schema import ModelOptions, PerfOptions, check_model
+from transferlab.core.schema import ModelOptions, PerfOptions, TrainerOptions, check_model
 from transferlab.modules.callbacks import DivergenceGuard, RNGStateCheckpoint
 from transferlab.tasks.checkpoints import (
     AtomicCheckpointIO,
@@ -42,6 +43,7 @@ from transferlab.tasks.distributed import (
     leave_process_group,
     single_device_overrides,
 )
+from transferlab.tasks.trackers import build_loggers, publish_run
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,11 @@ def build_trainer(
         chosen = list(callbacks) if callbacks is not None else configured
         # resumed runs continue the same random streams; a NaN loss stops the run
         chosen += [RNGStateCheckpoint(), DivergenceGuard()]
-        loggers = _instantiate_list(cfg.get("logger"))
+        loggers = build_loggers(cfg.get("logger"))
+    if is_quiet():  # a multirun job: no progress bar or model summary on the console
+        overrides = {"enable_progress_bar": False, **overrides}
+        chosen = [c for c in chosen if not isinstance(c, ModelSummary)]
+        overrides.setdefault("enable_model_summary", False)
     try:
         return hydra.utils.instantiate(
             cfg.trainer, callbacks=chosen, logger=loggers or False, **overrides
@@ -145,11 +151,14 @@ class RunContext:
         self.plain: dict[str, Any] = to_plain(cfg)
         check_model(ModelOptions, "model", self.plain["model"])
         check_model(PerfOptions, "perf", self.plain.get("perf") or {})
+        check_model(TrainerOptions, "trainer", self.plain.get("trainer") or {})
         self.run_hash = run_hash(cfg)
         # what every checkpoint of this run stores; tasks add input_spec and source_info
         self.record: dict[str, Any] = {"cfg": self.plain, "run_hash": self.run_hash}
         # optimizer steps the fit ended at (None: no fit through this context)
         self.optimizer_steps: int | None = None
+        # the experiment trackers of the training trainer, handed the record by ``finish``
+        self.loggers: list[Any] = []
 
     @property
     def seed(self) -> int | None:
@@ -199,7 +208,10 @@ class RunContext:
             callbacks = [*_instantiate_list(self.cfg.get("callbacks")), *extra]
         elif with_callbacks:
             callbacks = [*callbacks, *extra]
-        return build_trainer(self.cfg, with_callbacks, callbacks, **overrides)
+        trainer = build_trainer(self.cfg, with_callbacks, callbacks, **overrides)
+        if with_callbacks:
+            self.loggers = list(trainer.loggers)
+        return trainer
 
     def fit(self, trainer: L.Trainer, module: L.LightningModule, **data: Any) -> dict[str, Any]:
         """Fit ``module`` (continuing from ``ckpt_path`` if given); ``{"val/acc_best": ...}``."""
@@ -219,7 +231,10 @@ class RunContext:
         loader): the merged test metrics and the checkpoint used."""
         kwargs = {"datamodule": data} if isinstance(data, L.LightningDataModule) else {}
         loaders = None if kwargs else data
-        results = trainer.test(module, loaders, ckpt_path=checkpoint, **kwargs, **SAFE_LOAD)
+        # the command prints its own table of the test metrics (cli), Lightning's would repeat it
+        results = trainer.test(
+            module, loaders, ckpt_path=checkpoint, verbose=False, **kwargs, **SAFE_LOAD
+        )
         return {**merged_metrics(results), "best_checkpoint": checkpoint}
 
     def fit_and_test(
@@ -287,6 +302,7 @@ class RunContext:
             record["notes"] = self.notes()
         path = write_results(self.output_dir, record)
         log.info("results written to %s", path)
+        publish_run(self.loggers, record, path)
         return record
 
 
