@@ -41,4 +41,15 @@ def target_datamodule(
         datamodule = ImageClassificationDataModule(**kwargs, seed=split_seed)
         datamodule.setup("fit")
     channels, height, _ = datamodule.input_shape
+    log.info(
+        "data: %s, %d classes, %dx%dx%d inputs; labelled train %d, val %d, test %d images",
+        datamodule.dataset_name,
+        datamodule.num_classes,
+        channels,
+        height,
+        datamodule.input_shape[2],
+        len(datamodule.train_set),
+        len(datamodule.val_set),
+        len(datamodule.test_set),
+    )
     return datamodule, InputSpec(int(channels), int(height), kwargs.get("normalize", "data"))
