@@ -7,7 +7,7 @@
 # options to the report (`transferlab report --help`); METRICS (space-separated, default
 # test/acc) makes one report per metric (report/, report-<metric>/).
 # A full (not --quick) run copies each report's raw data (report.md, summary.csv, paired.csv,
-# report.json) to docs/results/<experiment>/<report dir>/, the files behind the README's
+# report.json) to docs/results/<experiment>/<report dir>/, the files behind docs/results.md's
 # tables (PUBLISH=0 skips that).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"

@@ -22,7 +22,7 @@ def test_finetune_beats_scratch_on_fashion_mnist_at_5_labels(make_cfg, tmp_path)
     """Fashion-MNIST classes 0-4 (source) -> 5-9 (target), 5 labels per class, 3 seeds,
     both strategies with their default recipe on the same splits and seeds.
 
-    On digits 0-4 -> 5-9 the same comparison shows no gain (README "Results"), so this
+    On digits 0-4 -> 5-9 the same comparison shows no gain (docs/results.md), so this
     claim is tested where the effect exists.
     """
     accuracy: dict[str, list[float]] = {"finetune": [], "scratch": []}
