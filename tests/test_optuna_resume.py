@@ -113,7 +113,8 @@ def test_killed_study_continues_when_the_command_is_rerun(tmp_path: Path) -> Non
             assert time.time() < deadline, "trial 1 never started"
             time.sleep(0.05)
     finally:
-        os.killpg(first.pid, signal.SIGKILL)
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
         first.wait()
         log.close()
     killed = _study(url)
