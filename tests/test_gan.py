@@ -203,6 +203,7 @@ def test_gan_source_entry_and_fid_lower_after_training(gan_source) -> None:
     for name in ("backbone.safetensors", GENERATOR_WEIGHTS, HEAD_WEIGHTS, SAMPLES):
         assert (entry / name).is_file(), name
     assert meta["kind"] == "gan" and meta["labels_used"] is False
+    assert set(meta["files_sha256"]) == {GENERATOR_WEIGHTS, HEAD_WEIGHTS}  # checked on opening
     assert meta["classes_seen"] == [0, 1, 2, 3, 4] and meta["steps"] == 2 * 15 * -(
         -meta["train_images"] // 64
     )

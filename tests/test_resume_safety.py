@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -275,6 +276,128 @@ def test_a_read_only_cache_with_a_valid_entry_is_usable(tmp_path: Path) -> None:
     assert missing.returncode == 1
     (line,) = _errors(missing.stderr)
     assert "is missing and cannot be built in" in line and "Traceback" not in missing.stderr
+
+
+# ------------------------------------------------------------------ real faults (slow)
+
+# train.py whose third checkpoint write (epoch 1; epoch 0 writes epoch_000.ckpt and last.ckpt)
+# is killed half way with SIGKILL: no handler, no clean-up runs
+KILLED_MID_WRITE = """
+import os, signal, sys
+from transferlab.tasks import checkpoints
+real, calls = checkpoints.write_payload, []
+
+def write_then_die(checkpoint, handle):
+    calls.append(1)
+    if len(calls) <= 2:
+        return real(checkpoint, handle)
+    handle.write(b"PK" * 4096)
+    handle.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+checkpoints.write_payload = write_then_die
+from transferlab.cli import train_main
+sys.argv[0] = "train.py"
+train_main()
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_checkpoint_write_then_resume_continues(cli, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_WRITE, *QUIET, *SCRATCH, f"hydra.run.dir={run_dir}"],
+        env=cli_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    folder = run_dir / "checkpoints"
+    (leftover,) = folder.glob(".*.tmp")  # the killed write's temporary file, nothing else
+    assert read_checkpoint(folder / "last.ckpt")["epoch"] == 0  # the last good one, intact
+    code, out, err = cli(*SCRATCH, "resume=true", f"hydra.run.dir={run_dir}")
+    assert code == 0, err[-2000:]
+    assert f"resume: removed {leftover.name}, left by an interrupted checkpoint write" in out
+    assert f"resuming the interrupted run from {folder / 'last.ckpt'} (epoch 0," in out
+    assert read_results(run_dir / "results.json")["epochs_trained"] == 3
+    assert not list(folder.glob(".*"))
+
+
+@pytest.mark.slow
+def test_a_read_only_root_report_out_and_export_out_are_one_line(cli, tmp_path: Path) -> None:
+    code, _, err = cli("strategy=scratch", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/run")
+    assert code == 0, err[-2000:]
+    protected = tmp_path / "protected"
+    protected.mkdir()
+    commands = {
+        "train": cli_command("train.py", *QUIET, "strategy=scratch", "trainer.max_epochs=1"),
+        "report": cli_command(
+            "-m", "transferlab", "report", str(tmp_path / "run"), "--out", str(protected / "r")
+        ),
+        "export": cli_command(
+            "-m",
+            "transferlab",
+            "export",
+            str(tmp_path / "run/checkpoints/last.ckpt"),
+            "--out",
+            str(protected),
+        ),
+    }
+    if os.geteuid() != 0:
+        protected.chmod(0o555)
+    for name, command in commands.items():
+        wrapped = _read_only(protected, command)
+        if wrapped is None:
+            pytest.skip("cannot make a read-only directory for root here (no unshare/mount)")
+        proc = subprocess.run(
+            wrapped, env=cli_env(protected), cwd=tmp_path, capture_output=True, text=True
+        )
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        (line,) = _errors(proc.stderr)
+        assert "Read-only file system" in line or "Permission denied" in line, line
+        assert str(protected) in line, line
+    protected.chmod(0o755)
+    assert not list(protected.iterdir())
+
+
+# two runs of train.py in a private mount namespace: the first on a file system too small for
+# its second epoch's checkpoint, the second (resume=true) after the file system has grown
+FULL_THEN_SPACE = """
+dir=$0
+mount -t tmpfs -o size=1700k tmpfs "$dir" || exit 99
+"$@"; echo "first exit status $?"
+mount -o remount,size=64m "$dir"
+"$@" resume=true; echo "second exit status $?"
+echo RESULTS; cat "$dir/run/results.json"
+"""
+
+
+@pytest.mark.slow
+def test_a_real_full_disk_then_resume_after_space_returns(tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    probe = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=1m tmpfs "$0"', str(disk)]
+    if shutil.which("unshare") is None or subprocess.run(probe, capture_output=True).returncode:
+        pytest.skip("needs root with unshare and mount (a private tmpfs)")
+    command = cli_command("train.py", *QUIET, *SCRATCH, f"hydra.run.dir={disk}/run")
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", FULL_THEN_SPACE, str(disk), *command],
+        env=cli_env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out, err = proc.stdout, proc.stderr
+    assert "first exit status 1" in out and "second exit status 0" in out, err[-3000:]
+    (line,) = _errors(err)
+    assert "could not write checkpoint" in line and "No space left on device" in line
+    assert "Traceback" not in err
+    assert f"resuming the interrupted run from {disk}/run/checkpoints/last.ckpt (epoch 0," in out
+    record = json.loads(out.split("RESULTS\n", 1)[1])
+    assert record["status"] == "completed" and record["epochs_trained"] == 3
 
 
 # ------------------------------------------------------------------ sweeps

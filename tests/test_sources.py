@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import pickle
 import time
 from pathlib import Path
@@ -11,10 +13,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from transferlab.core.errors import CheckpointError, SourceError
+from transferlab.core.errors import CheckpointError, SourceError, storage_error, storage_line
+from transferlab.core.store import file_sha256
 from transferlab.models import build_backbone
 from transferlab.sources import prepare_backbone, pretrain_source_key
-from transferlab.sources.cache import ENTRY_WEIGHTS
+from transferlab.sources.cache import (
+    ENTRY_META,
+    ENTRY_WEIGHTS,
+    FILES_SHA256,
+    entry_is_valid,
+    get_or_build,
+)
 from transferlab.sources.weights import apply_backbone_state, load_backbone_state
 
 SPEC = {"channels": 1, "image_size": 8, "normalize": "data"}
@@ -78,6 +87,43 @@ def test_corrupt_cache_entry_is_rebuilt(tmp_path: Path) -> None:
     weights.write_bytes(weights.read_bytes()[:100])  # a half-written file
     _, again = prepare_backbone(cfg, MODEL, SPEC)
     assert again["source_built_now"] is True
+
+
+def test_a_damaged_extra_file_or_null_metadata_makes_an_entry_rebuilt(tmp_path: Path) -> None:
+    """A GAN entry's generator is hash-checked like its backbone (``files_sha256``), and a
+    ``source.json`` holding ``null`` is an invalid entry, not a crash."""
+    entry = tmp_path / "gan-abc"
+    generator = entry / "generator.safetensors"
+
+    def build(weights: Path) -> dict:
+        weights.write_bytes(b"backbone")
+        generator.write_bytes(b"generator")
+        return {FILES_SHA256: {generator.name: file_sha256(generator)}}
+
+    assert get_or_build(entry, build) == (entry, True)
+    assert get_or_build(entry, build) == (entry, False)
+    generator.write_bytes(b"generatoR")  # damaged after the build
+    assert not entry_is_valid(entry) and get_or_build(entry, build) == (entry, True)
+    (entry / ENTRY_META).write_text("null")
+    assert not entry_is_valid(entry) and get_or_build(entry, build) == (entry, True)
+    assert entry_is_valid(entry)
+
+
+def test_storage_errors_are_found_behind_other_errors() -> None:
+    """torch's writer turns a full disk into a RuntimeError; safetensors names the errno."""
+    try:
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("unexpected pos 64 vs 4")  # noqa: B904
+    except RuntimeError as err:
+        assert storage_error(err).errno == errno.ENOSPC
+    rust = ValueError("Error while serializing: I/O error: Read-only file system (os error 30)")
+    assert storage_error(rust).errno == errno.EROFS
+    assert storage_error(ValueError("no")) is None
+    assert storage_error(FileNotFoundError(errno.ENOENT, "missing")) is None
+    line = storage_line(OSError(errno.EROFS, os.strerror(errno.EROFS), "/x"), "report")
+    assert line.startswith("report: Read-only file system: /x; point TRANSFERLAB_ROOT")
 
 
 def test_checkpoint_sources_load_and_mismatches_are_listed(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -104,12 +106,29 @@ def test_deterministic_runs_give_identical_metrics(make_cfg, tmp_path: Path) -> 
         assert records[0]["metrics"][key] == records[1]["metrics"][key]
 
 
-def test_export_writes_safetensors_usable_as_a_source(make_cfg, tmp_path: Path) -> None:
+def test_export_writes_safetensors_usable_as_a_source(
+    make_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from transferlab.commands import main
+    from transferlab.tasks import export as export_module
 
     record = run_training(make_cfg("trainer.max_epochs=2", out=tmp_path / "run"), tmp_path / "run")
     out = tmp_path / "model.safetensors"
     assert main(["export", record["metrics"]["best_checkpoint"], "--out", str(out)]) == 0
+    # --out an existing folder: <checkpoint name>.safetensors inside it, nothing else
+    best, folder = Path(record["metrics"]["best_checkpoint"]), tmp_path / "exports"
+    folder.mkdir()
+    assert main(["export", str(best), "--out", str(folder)]) == 0
+    assert [p.name for p in folder.iterdir()] == [f"{best.stem}.safetensors"]
+
+    def full_disk(state, path: str, metadata=None) -> None:  # half a file, then ENOSPC
+        Path(path).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(export_module, "save_file", full_disk)
+    assert main(["export", str(best), "--out", str(folder / "again.safetensors")]) == 2
+    assert [p.name for p in folder.iterdir()] == [f"{best.stem}.safetensors"]  # no .tmp
+    monkeypatch.undo()
     again = run_training(
         make_cfg(
             "source=checkpoint",

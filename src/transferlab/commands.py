@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from transferlab.core.errors import ConfigError, TransferlabError
+from transferlab.core.errors import ConfigError, TransferlabError, storage_error, storage_line
 
 EXIT_USER_ERROR = 2
 
@@ -141,7 +141,8 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        help="the .safetensors file to write (default: next to the checkpoint)",
+        help="the .safetensors file to write, or an existing directory to write "
+        "<checkpoint name>.safetensors into (default: next to the checkpoint)",
     )
 
 
@@ -209,3 +210,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TransferlabError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as err:  # a read-only, missing or full place: one line, no traceback
+        print(f"error: {_os_error_line(err, args)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _os_error_line(err: OSError, args: argparse.Namespace) -> str:
+    """``report: Read-only file system: <file>; give a writable place with --out`` for a
+    failed file operation."""
+    if storage_error(err) is not None:
+        writable = (
+            "give a writable place with --out"
+            if hasattr(args, "out")
+            else "choose a writable place"
+        )
+        return storage_line(err, args.command, writable=writable, full="free space and run again")
+    where = f": {err.filename}" if err.filename else ""
+    return f"{args.command}: {err.strerror or err or type(err).__name__}{where}"

@@ -22,12 +22,21 @@ class UnsafeCheckpointError(CheckpointError):
 SAFE_LOAD = {"weights_only": True}
 
 
+def _checkpoint_in(directory: Path) -> str:
+    """Which file of a run (or checkpoint) directory to give instead of the directory."""
+    found = sorted(directory.glob("*.ckpt")) or sorted(directory.glob("checkpoints/*.ckpt"))
+    if not found:
+        return "give a checkpoint file (.ckpt); there is none in it or its checkpoints/ folder"
+    last = [p for p in found if p.name == "last.ckpt"]
+    return f"give a checkpoint file, e.g. {(last or found)[0]}"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``; one clear error when that is not possible
     (missing file, a directory, a pickle that would run code, a truncated or foreign file)."""
     path = Path(path).expanduser()
     if path.is_dir():
-        raise CheckpointError(f"{path} is a directory; give the checkpoint file inside it")
+        raise CheckpointError(f"{path} is a directory; {_checkpoint_in(path)}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

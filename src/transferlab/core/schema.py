@@ -11,11 +11,12 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     NonNegativeInt,
     PositiveInt,
     TypeAdapter,
@@ -159,6 +160,46 @@ class PerfOptions(BaseModel):
     compile: bool = False
     float32_matmul_precision: Literal["highest", "high", "medium"] | None = None
     num_threads: PositiveInt | None = None
+
+
+# Lightning's "no limit" is -1 for these counts
+UpToUnlimited = Annotated[int, Field(ge=-1)]
+# a batch limit: a number of batches, or a fraction of them
+BatchLimit = NonNegativeInt | Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class TrainerOptions(BaseModel):
+    """``trainer``: the counts of a Trainer, checked before Lightning sees them (it takes
+    ``max_epochs='abc'`` and fails mid-fit with a traceback). The other keys are Lightning's
+    own arguments, checked when the Trainer is built."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    max_epochs: UpToUnlimited | None = None
+    min_epochs: NonNegativeInt | None = None
+    max_steps: UpToUnlimited = -1
+    min_steps: NonNegativeInt | None = None
+    check_val_every_n_epoch: PositiveInt | None = 1
+    log_every_n_steps: NonNegativeInt | None = None
+    num_sanity_val_steps: UpToUnlimited | None = None
+    accumulate_grad_batches: PositiveInt = 1
+    limit_train_batches: BatchLimit | None = None
+    limit_val_batches: BatchLimit | None = None
+    limit_test_batches: BatchLimit | None = None
+    overfit_batches: BatchLimit = 0.0
+
+
+class SourceTrainingOptions(BaseModel):
+    """The keys every built-on-demand source (``source=pretrain|autoencoder|gan``) shares,
+    checked before anything is loaded; each kind's other keys are its own."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    max_epochs: PositiveInt = 10
+    limit_train_batches: BatchLimit | None = None
+    batch_size: PositiveInt = 64
+    seed: NonNegativeInt | None = 0
+    allow_overlap: bool = False
 
 
 class ModelOptions(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -26,14 +27,50 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# less free space than this where a run starts is a full disk (its configs, logs and first
+# checkpoint need more)
+MIN_FREE_BYTES = 256 * 1024
+
+
+def ensure_writable_dir(path: Path, min_free: int = MIN_FREE_BYTES) -> Path:
+    """Create ``path`` (and its parents) if needed and check that a file can be created in it
+    and that ``min_free`` bytes are free there; an ``OSError`` naming ``path`` otherwise (a
+    read-only file system, no permission, a full disk). A file system that reports no size
+    (some network and FUSE mounts) is not checked for space."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check.")
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    os.close(fd)
+    os.unlink(probe)
+    stats = os.statvfs(path)
+    if stats.f_blocks and stats.f_bavail * stats.f_frsize < min_free:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return path
+
+
+def _file_mode() -> int:
+    """The mode ``open`` gives a new file under this process's umask (``mkstemp`` gives 0600,
+    which would hide results and shared cache entries from other users)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` atomically: ``write(handle)`` fills a temporary file in the same directory
     (same file system), which is flushed to disk and renamed over ``path``. If anything fails
-    (a full disk: ``OSError``), the temporary file is removed and ``path`` is left as it was."""
+    (a full disk: ``OSError``), the temporary file is removed and ``path`` is left as it was.
+    The file gets the usual permissions (as ``open`` would create it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())

@@ -12,14 +12,21 @@ import torch
 from pydantic import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader, RandomSampler
 
-from transferlab.core.errors import ConfigError
+from transferlab.core.errors import ConfigError, DataError
 from transferlab.core.schema import typed
 from transferlab.data.augment import BatchAugment
 from transferlab.data.batching import TensorBatchDataset, keep_batch
 from transferlab.data.datasets import ImageData, dataset_options, load_dataset
 from transferlab.data.preprocess import imagenet_stats, normalize_, pool_stats, to_float
 from transferlab.data.shift import parse_shift
-from transferlab.data.splits import SplitIndices, make_splits, remap_labels, resolve_classes
+from transferlab.data.splits import (
+    SplitIndices,
+    format_classes,
+    make_splits,
+    n_classes,
+    remap_labels,
+    resolve_classes,
+)
 
 # val_dataloader() returns [] on purpose when there is no validation split
 warnings.filterwarnings("ignore", message=r"Total length of `list` across ranks is zero")
@@ -111,6 +118,9 @@ class ImageClassificationDataModule(L.LightningDataModule):
             self.dataset_kwargs.setdefault("image_size", image_size)
         self._data: ImageData | None = None
         self._ready = False
+        # the config key ``classes`` came from, named in errors (a source's data module says
+        # source.classes)
+        self.classes_key = "data.classes"
 
     # ---- loading and preprocessing ------------------------------------------------------
 
@@ -158,7 +168,9 @@ class ImageClassificationDataModule(L.LightningDataModule):
         if self._ready:
             return
         data = self._load()
-        classes = resolve_classes(self.classes_spec, data.class_names)
+        classes = resolve_classes(
+            self.classes_spec, data.class_names, key=self.classes_key, dataset=self.dataset
+        )
         self._split: SplitIndices = make_splits(
             data.train_labels,
             data.test_labels,
@@ -170,6 +182,7 @@ class ImageClassificationDataModule(L.LightningDataModule):
         channels = self.channels or data.channels
         self._mean, self._std = self._stats(data, channels)
         self._class_names = [data.class_names[c] for c in classes]
+        self._all_class_names = list(data.class_names)
         self.train_set = self._tensors(
             data.train_images[self._split.train], data.train_labels[self._split.train]
         )
@@ -198,6 +211,31 @@ class ImageClassificationDataModule(L.LightningDataModule):
         """The indices of the train/val/test split (original class ids in ``classes``)."""
         self._ensure_setup()
         return self._split
+
+    @property
+    def all_class_names(self) -> list[str]:
+        """Names of every class of the data set (original class ids), selected or not."""
+        self._ensure_setup()
+        return list(self._all_class_names)
+
+    def check_class_count(self, minimum: int, user: str) -> None:
+        """Refuse, in one line, a selection of fewer than ``minimum`` classes: ``user`` (e.g.
+        ``a classifier``) needs them."""
+        count = self.num_classes
+        if count >= minimum:
+            return
+        total = len(self.all_class_names)
+        chosen = ", ".join(repr(n) for n in self.class_names)
+        if total < minimum:
+            raise DataError(
+                f"{self.dataset} has {n_classes(total)} ({chosen}) but {user} needs at least "
+                f"{minimum}"
+            )
+        raise ConfigError(
+            f"{self.classes_key}={format_classes(self.classes_spec)} selects only "
+            f"{n_classes(count)} ({chosen}) but {user} needs at least {minimum}: list "
+            f"{minimum} or more of the {total} classes of {self.dataset}"
+        )
 
     @property
     def num_classes(self) -> int:

@@ -29,7 +29,7 @@ def _valid_hint(class_names: Sequence[str]) -> str:
     return f"valid: indices 0-{len(class_names) - 1}, names ({shown}) or a range like '0-4'"
 
 
-def _resolve_one(item: Any, class_names: Sequence[str]) -> list[int]:
+def _resolve_one(item: Any, class_names: Sequence[str], where: str) -> list[int]:
     count = len(class_names)
     if isinstance(item, str):
         if item in class_names:
@@ -39,39 +39,68 @@ def _resolve_one(item: Any, class_names: Sequence[str]) -> list[int]:
             low, high = int(match.group(1)), int(match.group(2))
             if low > high or high >= count:
                 raise ConfigError(
-                    f"class range {item!r} is not within 0-{count - 1}; {_valid_hint(class_names)}"
+                    f"{where}class range {item!r} is not within 0-{count - 1}; "
+                    f"{_valid_hint(class_names)}"
                 )
             return list(range(low, high + 1))
         if item.strip().isdigit():
             item = int(item.strip())
         else:
-            raise ConfigError(f"unknown class {item!r}; {_valid_hint(class_names)}")
+            raise ConfigError(f"{where}unknown class {item!r}; {_valid_hint(class_names)}")
     if isinstance(item, bool) or not isinstance(item, int):
         raise ConfigError(
-            f"class {item!r} is neither an index nor a name; {_valid_hint(class_names)}"
+            f"{where}class {item!r} is neither an index nor a name; {_valid_hint(class_names)}"
         )
     if not 0 <= item < count:
-        raise ConfigError(f"class index {item} is out of range; {_valid_hint(class_names)}")
+        raise ConfigError(f"{where}class index {item} is out of range; {_valid_hint(class_names)}")
     return [int(item)]
 
 
-def resolve_classes(classes: Any, class_names: Sequence[str]) -> list[int]:
-    """Class ids (in the given order) from None (all), ints, names or ranges like ``"0-4"``."""
+def resolve_classes(
+    classes: Any,
+    class_names: Sequence[str],
+    key: str | None = None,
+    dataset: str | None = None,
+) -> list[int]:
+    """Class ids (in the given order) from None (all), ints, names or ranges like ``"0-4"``.
+
+    ``key`` is the config key the classes come from (``data.classes``, ``source.classes``) and
+    ``dataset`` the data set's name: errors then name both (``source.classes=[0, 12]: digits
+    has 10 classes: class index 12 is out of range; ...``)."""
     if classes is None:
         return list(range(len(class_names)))
     items = [classes] if isinstance(classes, (str, int)) else list(classes)
     if not items:
         raise ConfigError(
-            f"data.classes is empty; use null for all classes or {_valid_hint(class_names)}"
+            f"{key or 'data.classes'} is empty; use null for all classes or "
+            f"{_valid_hint(class_names)}"
         )
-    resolved = [c for item in items for c in _resolve_one(item, class_names)]
+    count = len(class_names)
+    where = f"{key}={format_classes(classes)}: " if key else ""
+    if dataset:
+        where += f"{dataset} has {n_classes(count)}: "
+    resolved = [c for item in items for c in _resolve_one(item, class_names, where)]
     duplicates = sorted({c for c in resolved if resolved.count(c) > 1})
     if duplicates:
         names = ", ".join(repr(class_names[c]) for c in duplicates)
         raise ConfigError(
-            f"data.classes lists a class more than once ({names}); give each class once"
+            f"{key or 'data.classes'} lists a class more than once ({names}); give each class once"
         )
     return resolved
+
+
+def n_classes(count: int) -> str:
+    """``1 class``, ``10 classes``."""
+    return f"{count} class{'es' if count != 1 else ''}"
+
+
+def format_classes(classes: Any) -> str:
+    """A ``classes`` value as the command line shows it: ``[0, 1]``, ``0-4``, ``null``."""
+    if classes is None:
+        return "null"
+    if isinstance(classes, (list, tuple)):
+        return "[" + ", ".join(str(c) for c in classes) + "]"
+    return str(classes)
 
 
 def remap_labels(labels: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:

@@ -18,6 +18,7 @@ from transferlab.core.specs import InputRequirement
 from transferlab.models import Backbone
 from transferlab.sources.base import SOURCES, CachedSource, Source, register_source
 from transferlab.sources.pretrain import pretrain_source_key
+from transferlab.sources.target_classes import check_source_overlap
 
 import_submodules(__name__)
 
@@ -25,6 +26,7 @@ __all__ = [
     "SOURCES",
     "CachedSource",
     "Source",
+    "check_source_overlap",
     "ensure_cached_source",
     "make_source",
     "prepare_backbone",

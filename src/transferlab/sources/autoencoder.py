@@ -46,7 +46,7 @@ from transferlab.sources.training import SOURCE_LR_HINT, source_datamodule, sour
 log = logging.getLogger(__name__)
 
 DATA_MODES = ("source", "target_pool")
-NON_IDENTITY_KEYS = ("name", "cache_dir", "accelerator")
+NON_IDENTITY_KEYS = ("name", "cache_dir", "accelerator", "allow_overlap")
 SOURCE_DATA_KEYS = ("dataset", "root", "download", "dataset_kwargs", "classes")
 MODULE_KEYS = ("variant", "noise", "noise_std", "drop_prob", "mask_ratio", "patch_size")
 FORMAT_VERSION = 1
@@ -96,7 +96,8 @@ def pretraining_images(
             val_per_class=target.get("val_per_class"), val_fraction=target.get("val_fraction")
         )
         split_seed = int(target.get("seed") or 0)
-    datamodule = source_datamodule(data, input_spec, split_seed)
+    key = "source.classes" if mode == "source" else "data.classes"
+    datamodule = source_datamodule(data, input_spec, split_seed, key=key)
     pool = datamodule.train_set.images
     fraction = float(source_cfg.get("holdout_fraction", 0.1))
     if not 0 < fraction < 1:
@@ -136,6 +137,11 @@ class AutoencoderSource(CachedSource):
 
     def check(self, model_cfg: Mapping[str, Any]) -> None:
         data_mode(self.cfg)
+
+    def trained_on(self) -> Mapping[str, Any] | None:
+        """The source classes in ``data: source`` mode; None on the target's own pool (its
+        unlabelled training images: the intended protocol, not an overlap)."""
+        return super().trained_on() if data_mode(self.cfg) == "source" else None
 
     def describe(self) -> str:
         return f"{self.cfg.get('variant')}, data={self.cfg.get('data', 'source')}"

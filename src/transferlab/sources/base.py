@@ -13,13 +13,16 @@ from typing import Any, ClassVar
 from safetensors.torch import load_file
 
 from transferlab.core.registry import Registry
+from transferlab.core.schema import SourceTrainingOptions, check_model
 from transferlab.core.specs import InputRequirement
 from transferlab.core.store import config_hash
 from transferlab.models import Backbone, backbone_kwargs, build_backbone
 from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS, ensure_entry
-from transferlab.sources.weights import apply_backbone_state
+from transferlab.sources.weights import apply_backbone_state, check_finite
 
 log = logging.getLogger(__name__)
+
+REBUILD_HINT = "the entry is broken: delete that directory and run again to rebuild it"
 
 
 class Source:
@@ -36,6 +39,13 @@ class Source:
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
         self.cfg = dict(cfg)
+
+    def trained_on(self) -> Mapping[str, Any] | None:
+        """The data (``dataset``, ``root``, ``classes``) whose class subset this source trains
+        on, or None when it trains on no classes of a data set (no weights, ImageNet, a file,
+        an autoencoder on the target's own unlabelled pool). The class-overlap check reads
+        it."""
+        return None
 
     def build(self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]) -> Backbone:
         """The configured backbone with fresh (random) weights."""
@@ -99,8 +109,16 @@ class CachedSource(Source):
     def check(self, model_cfg: Mapping[str, Any]) -> None:
         """Refuse a model this source cannot be built with (before anything is built)."""
 
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        super().__init__(cfg)
+        check_model(SourceTrainingOptions, "source", self.cfg)
+
     def describe(self) -> str:
         return f"{self.cfg.get('dataset')} classes {self.cfg.get('classes')}"
+
+    def trained_on(self) -> Mapping[str, Any] | None:
+        """This source's config: its ``dataset``, ``root`` and ``classes``."""
+        return self.cfg if self.cfg.get("dataset") is not None else None
 
     def ensure(
         self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
@@ -124,6 +142,7 @@ class CachedSource(Source):
         entry, built = self.ensure(model_cfg, input_spec)
         meta = json.loads((entry / ENTRY_META).read_text())
         state = load_file(str(entry / ENTRY_WEIGHTS))
+        check_finite(state, f"source={self.kind} (cache entry {entry})", REBUILD_HINT)
         apply_backbone_state(backbone, state, origin=f"source cache entry {entry}")
         log.info(
             "source %s %s (source test acc %.3f)",

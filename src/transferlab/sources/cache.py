@@ -11,25 +11,37 @@ from typing import Any
 
 from filelock import FileLock
 
-from transferlab.core.errors import SourceError
-from transferlab.core.store import atomic_write_text, file_sha256
+from transferlab.core.errors import SourceError, storage_error
+from transferlab.core.store import FILE_MODE, atomic_write_text, file_sha256
 
 log = logging.getLogger(__name__)
 
 ENTRY_WEIGHTS = "backbone.safetensors"
 ENTRY_META = "source.json"
+# metadata key: {file name in the entry: sha256} of the entry's other files (checked on load)
+FILES_SHA256 = "files_sha256"
 
 
 def entry_is_valid(entry: Path) -> bool:
-    """Weights and metadata both present and the weights' hash matches the metadata."""
-    weights, meta = entry / ENTRY_WEIGHTS, entry / ENTRY_META
-    if not (weights.is_file() and meta.is_file()):
+    """Weights and metadata both present, the metadata a JSON object, and the weights' hash
+    (and the hash of every file listed under ``files_sha256``, e.g. a GAN's generator) matches
+    the metadata. An entry written before ``files_sha256`` existed is checked as before."""
+    weights, meta_file = entry / ENTRY_WEIGHTS, entry / ENTRY_META
+    if not (weights.is_file() and meta_file.is_file()):
         return False
     try:
-        recorded = json.loads(meta.read_text()).get("weights_sha256")
-    except (OSError, json.JSONDecodeError):
+        meta = json.loads(meta_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return recorded == file_sha256(weights)
+    if not isinstance(meta, dict) or meta.get("weights_sha256") != file_sha256(weights):
+        return False
+    files = meta.get(FILES_SHA256, {})
+    if not isinstance(files, dict):
+        return False
+    return all(
+        (entry / name).is_file() and file_sha256(entry / name) == digest
+        for name, digest in files.items()
+    )
 
 
 def get_or_build(entry: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[Path, bool]:
@@ -49,21 +61,38 @@ def get_or_build(entry: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[
         lock = FileLock(str(entry) + ".lock")
         lock.acquire()
     except OSError as err:
+        state = "is incomplete or corrupt" if entry.exists() else "is missing"
         raise SourceError(
-            f"the source cache entry {entry.name} is missing and cannot be built in "
+            f"the source cache entry {entry.name} {state} and cannot be built in "
             f"{entry.parent} ({err.strerror or type(err).__name__}): point TRANSFERLAB_CACHE "
             "(paths.cache_dir) at a writable directory, or build the source there first"
         ) from None
     try:
         if entry_is_valid(entry):  # another process built it while this one waited
             return entry, False
+        if entry.exists():
+            log.warning("source cache entry %s is incomplete or corrupt: rebuilding it", entry)
         entry.mkdir(parents=True, exist_ok=True)
         (entry / ENTRY_META).unlink(missing_ok=True)
         tmp_weights = entry / f".{ENTRY_WEIGHTS}.{os.getpid()}.tmp"
-        meta = build(tmp_weights)
-        meta["weights_sha256"] = file_sha256(tmp_weights)
-        os.replace(tmp_weights, entry / ENTRY_WEIGHTS)
-        atomic_write_text(entry / ENTRY_META, json.dumps(meta, indent=2, default=str))
+        try:
+            meta = build(tmp_weights)
+            meta["weights_sha256"] = file_sha256(tmp_weights)
+            for path in entry.iterdir():  # safetensors writes 0600; a shared cache's entries
+                if path.is_file():  # are for every user to read
+                    os.chmod(path, FILE_MODE)
+            os.replace(tmp_weights, entry / ENTRY_WEIGHTS)
+            atomic_write_text(entry / ENTRY_META, json.dumps(meta, indent=2, default=str))
+        except Exception as err:
+            tmp_weights.unlink(missing_ok=True)
+            disk = storage_error(err)
+            if disk is None:
+                raise
+            raise SourceError(
+                f"the source cache entry {entry.name} could not be written in {entry.parent} "
+                f"({disk.strerror}): free space there, or point TRANSFERLAB_CACHE "
+                "(paths.cache_dir) at another directory"
+            ) from None
         return entry, True
     finally:
         lock.release()

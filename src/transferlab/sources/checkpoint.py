@@ -9,7 +9,7 @@ from typing import Any
 from transferlab.core.errors import ConfigError
 from transferlab.models import Backbone
 from transferlab.sources.base import Source, register_source
-from transferlab.sources.weights import apply_backbone_state, load_backbone_state
+from transferlab.sources.weights import apply_backbone_state, check_finite, load_backbone_state
 
 
 @register_source("checkpoint")
@@ -23,5 +23,11 @@ class CheckpointSource(Source):
         if not path or path == "???":  # "???": Hydra's marker for a value not given
             raise ConfigError("source=checkpoint needs source.path=<file.ckpt|file.safetensors>")
         backbone = self.build(model_cfg, input_spec)
-        apply_backbone_state(backbone, load_backbone_state(path), origin=f"checkpoint {path}")
+        state = load_backbone_state(path)
+        check_finite(
+            state,
+            f"source.path={path}",
+            "the run that wrote them diverged; use another checkpoint (e.g. an earlier epoch's)",
+        )
+        apply_backbone_state(backbone, state, origin=f"checkpoint {path}")
         return backbone, {"source": "checkpoint", "source_path": str(path)}

@@ -17,10 +17,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from transferlab.core.checkpoint import cpu_state
-from transferlab.core.store import config_hash
+from transferlab.core.errors import SourceError
+from transferlab.core.store import config_hash, file_sha256
 from transferlab.data import ImageClassificationDataModule
 from transferlab.metrics import image_quality
 from transferlab.models.generators import (
@@ -34,11 +36,12 @@ from transferlab.modules.gan import (
     gan_module_from_cfg,
     recalibrate_batchnorm,
 )
-from transferlab.sources.base import CachedSource, register_source
-from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS
+from transferlab.sources.base import REBUILD_HINT, CachedSource, register_source
+from transferlab.sources.cache import ENTRY_META, ENTRY_WEIGHTS, FILES_SHA256
 from transferlab.sources.fid import build_feature_extractor
 from transferlab.sources.pretrain import DATA_KEYS, pretrain_identity
 from transferlab.sources.training import quiet_trainer, source_datamodule
+from transferlab.sources.weights import check_finite
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,7 @@ def gan_datamodule(
 ) -> ImageClassificationDataModule:
     """The images a GAN trains on (labels are ignored), preprocessed like the target's."""
     data_kwargs = {k: cfg[k] for k in DATA_KEYS if k in cfg and k != "augment"}
-    return source_datamodule(data_kwargs, input_spec, seed)
+    return source_datamodule(data_kwargs, input_spec, seed, key="source.classes")
 
 
 def gan_trainer(cfg: Mapping[str, Any], **kwargs: Any) -> L.Trainer:
@@ -173,8 +176,31 @@ def train_gan_source(
         "kid_mean_trained": trained["kid_mean"],
         "fid_num_samples": len(real),
         **extractor_info,
+        # checked with the backbone's hash whenever the entry is opened (a corrupt generator or
+        # head makes the entry invalid, so it is rebuilt)
+        FILES_SHA256: {
+            name: file_sha256(entry / name) for name in (GENERATOR_WEIGHTS, HEAD_WEIGHTS)
+        },
         "build_seconds": round(time.time() - started, 2),
     }
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+
+
+def _gan_state(entry: Path, name: str) -> dict[str, torch.Tensor]:
+    """A weights file of a GAN entry, read and checked to be finite (one line if not)."""
+    try:
+        state = load_file(str(entry / name))
+    except (SafetensorError, OSError) as err:
+        # entries written before files_sha256 was recorded are not hash-checked on opening
+        raise SourceError(
+            f"the GAN source's {name} cannot be read ({_first_line(err)}) in the "
+            f"cache entry {entry}: {REBUILD_HINT}"
+        ) from None
+    check_finite(state, f"the GAN source's {name} (cache entry {entry})", REBUILD_HINT)
+    return state
 
 
 def load_gan_source(
@@ -186,7 +212,7 @@ def load_gan_source(
         model_cfg, meta["gan"], tuple(meta["image_shape"]), meta["mean"], meta["std"]
     )
     check_generator_fits(generator, image_shape)
-    generator.load_state_dict(load_file(str(entry / GENERATOR_WEIGHTS)))
-    discriminator.trunk.load_state_dict(load_file(str(entry / ENTRY_WEIGHTS)))
-    discriminator.head.load_state_dict(load_file(str(entry / HEAD_WEIGHTS)))
+    generator.load_state_dict(_gan_state(entry, GENERATOR_WEIGHTS))
+    discriminator.trunk.load_state_dict(_gan_state(entry, ENTRY_WEIGHTS))
+    discriminator.head.load_state_dict(_gan_state(entry, HEAD_WEIGHTS))
     return generator, discriminator, meta

@@ -19,8 +19,9 @@ from transferlab.sources.training import fit_best_and_test, source_datamodule, s
 
 log = logging.getLogger(__name__)
 
-# Keys of the source config that do not change what is built.
-NON_IDENTITY_KEYS = ("name", "cache_dir", "accelerator")
+# Keys of the source config that do not change what is built (allow_overlap only lets a run
+# use the source on overlapping target classes: sources/target_classes.py).
+NON_IDENTITY_KEYS = ("name", "cache_dir", "accelerator", "allow_overlap")
 DATA_KEYS = (
     "dataset",
     "root",
@@ -79,7 +80,8 @@ class PretrainSource(CachedSource):
         seed = int(source_cfg.get("seed", 0))
         L.seed_everything(seed, workers=True, verbose=False)
         data_kwargs = {k: source_cfg[k] for k in DATA_KEYS if k in source_cfg}
-        datamodule = source_datamodule(data_kwargs, input_spec, seed)
+        datamodule = source_datamodule(data_kwargs, input_spec, seed, key="source.classes")
+        datamodule.check_class_count(2, "supervised pretraining (source=pretrain)")
         in_chans, height, _ = datamodule.input_shape
         backbone = self.build(model_cfg, {"channels": in_chans, "image_size": height})
         module = ScratchModule(

@@ -58,10 +58,14 @@ def source_trainer(
 
 
 def source_datamodule(
-    data_kwargs: Mapping[str, Any], input_spec: Mapping[str, Any], seed: int
+    data_kwargs: Mapping[str, Any],
+    input_spec: Mapping[str, Any],
+    seed: int,
+    key: str = "source.classes",
 ) -> ImageClassificationDataModule:
     """The data module of a source's images (``data_kwargs``: data set, classes, budget, ...),
-    at the target's image size, channels and normalisation, set up for fitting."""
+    at the target's image size, channels and normalisation, set up for fitting. ``key`` is the
+    config key of its classes, named in errors."""
     datamodule = ImageClassificationDataModule(
         **data_kwargs,
         image_size=input_spec["image_size"],
@@ -69,6 +73,7 @@ def source_datamodule(
         normalize=input_spec["normalize"],
         seed=seed,
     )
+    datamodule.classes_key = key
     datamodule.setup("fit")
     return datamodule
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from transferlab.core.checkpoint import read_checkpoint, state_mismatch
-from transferlab.core.errors import CheckpointError
+from transferlab.core.errors import CheckpointError, SourceError
 
 BACKBONE_PREFIX = "backbone."
 
@@ -50,3 +50,22 @@ def apply_backbone_state(backbone: nn.Module, state: dict[str, torch.Tensor], or
             f"{getattr(backbone, 'name', 'this backbone')}: {'; '.join(parts)}"
         )
     backbone.load_state_dict(state)
+
+
+def non_finite_keys(state: dict[str, torch.Tensor]) -> list[str]:
+    """The keys of floating-point tensors in ``state`` that hold a NaN or an infinity."""
+    return [
+        k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+
+
+def check_finite(state: dict[str, torch.Tensor], origin: str, fix: str) -> None:
+    """Refuse weights with NaN or infinite values in one line naming ``origin`` (where they
+    come from) and ``fix`` (what to do), before any training step meets them."""
+    bad = non_finite_keys(state)
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise SourceError(
+            f"the weights of {origin} are not finite (NaN or infinite values in {bad[0]}{more}); "
+            f"{fix}"
+        )

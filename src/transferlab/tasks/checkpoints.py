@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from transferlab.core.checkpoint import read_checkpoint
-from transferlab.core.errors import CheckpointError
+from transferlab.core.errors import CheckpointError, storage_error
 from transferlab.core.store import atomic_write
 
 RUN_RECORD_KEY = "transferlab_run"
@@ -41,8 +41,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target = Path(path)
         try:
             atomic_write(target, lambda handle: write_payload(checkpoint, handle))
-        except OSError as err:
-            reason = err.strerror or type(err).__name__
+        except (OSError, RuntimeError) as err:  # torch's zip writer: RuntimeError from ENOSPC
+            failed = storage_error(err) or (err if isinstance(err, OSError) else None)
+            if failed is None:
+                raise
+            reason = failed.strerror or type(failed).__name__
             raise CheckpointError(
                 f"could not write checkpoint {target} ({reason}); the checkpoints written "
                 "before are intact: free space, then rerun with resume=true to continue"

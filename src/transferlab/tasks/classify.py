@@ -12,7 +12,7 @@ from transferlab.data.target import target_datamodule
 from transferlab.modules import build_strategy, strategy_spec
 from transferlab.modules.perf import apply_perf
 from transferlab.modules.registry import check_strategy_config
-from transferlab.sources import make_source
+from transferlab.sources import check_source_overlap, make_source
 from transferlab.tasks.checkpoints import check_resume_checkpoint
 from transferlab.tasks.context import RunContext, register_task
 
@@ -51,7 +51,10 @@ def run_classify(ctx: RunContext) -> dict[str, Any]:
     model_cfg = plain["model"]
     requirement = source.requirement.with_min_size(int(model_cfg.get("min_input_size", 1)))
     datamodule, spec = target_datamodule(plain["data"], ctx.seed, requirement)
+    datamodule.check_class_count(2, "a classifier")
+    overlap = check_source_overlap(source, datamodule)  # before any source is built
     backbone, source_info = source.prepare(model_cfg, spec)
+    source_info = {**source_info, **overlap}
     extras = source.extras(source_info, backbone, spec)
     ctx.seed_everything(verbose=False)  # the same head init and data order, cache warm or cold
     ctx.record.update(input_spec=dict(spec), source_info=source_info)

@@ -15,7 +15,7 @@ from transferlab.core.errors import CheckpointError, ConfigError
 from transferlab.core.results import run_identity, write_results
 from transferlab.core.specs import InputRequirement, InputSpec
 from transferlab.data.target import target_datamodule
-from transferlab.modules import ClassifierModule, build_strategy
+from transferlab.modules import ClassifierModule, build_strategy, strategy_spec
 from transferlab.sources import SOURCES, make_source
 from transferlab.tasks.checkpoints import load_training_checkpoint
 from transferlab.tasks.context import build_trainer, merged_metrics, to_plain
@@ -44,11 +44,27 @@ def rebuild_module(
     return module
 
 
+def check_classifier_checkpoint(path: Any, train_cfg: Mapping[str, Any]) -> None:
+    """Refuse, in one line saying what to use instead, a checkpoint of a strategy with its own
+    task (``transfer_gan``, ``adapt``, ...): ``eval.py`` rebuilds classifier modules only."""
+    name = str((train_cfg.get("strategy") or {}).get("name"))
+    spec = strategy_spec(name)
+    if spec.module is not None:
+        return
+    scores = " (FID/KID: test/fid, test/kid_mean)" if spec.task == "transfer_gan" else ""
+    raise ConfigError(
+        f"eval.py evaluates classifier checkpoints, but {path} is a strategy={name} "
+        f"checkpoint: its test metrics{scores} are in its run's results.json; rerun train.py "
+        "with that run's settings to measure again"
+    )
+
+
 def run_evaluation(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` on the target test split; write ``results.json``."""
     started = time.time()
     payload, record = load_training_checkpoint(cfg.ckpt_path)
     train_cfg = record["cfg"]
+    check_classifier_checkpoint(cfg.ckpt_path, train_cfg)
     data_cfg = {**train_cfg["data"], **(to_plain(cfg.get("data")) or {})}
     stored = InputSpec.of(record["input_spec"])
     kind = record["source_info"].get("source", "none")

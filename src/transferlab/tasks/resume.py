@@ -52,6 +52,18 @@ def find_finished(search_dir: Path, digest: str) -> Path | None:
     return None
 
 
+def remove_interrupted_writes(output_dir: Path) -> list[str]:
+    """Remove the temporary files of checkpoint writes that were killed half way (an atomic
+    write's ``.<name>.<random>.tmp``; the checkpoint it would have replaced is intact); a
+    line for each."""
+    folder = output_dir / CHECKPOINT_DIR
+    notes = []
+    for path in sorted(folder.glob(".*.ckpt.*.tmp")) if folder.is_dir() else []:
+        path.unlink(missing_ok=True)
+        notes.append(f"resume: removed {path.name}, left by an interrupted checkpoint write")
+    return notes
+
+
 def checkpoint_files(output_dir: Path) -> list[Path]:
     """The checkpoints in a run directory's ``checkpoints/`` (temporary files left out)."""
     folder = output_dir / CHECKPOINT_DIR
@@ -150,6 +162,7 @@ def choose_checkpoint(
     checkpoint of this configuration in ``output_dir/checkpoints``. Unreadable files are passed
     over with a note; a file that would run code, or checkpoints of another configuration
     only, or unreadable ones only, are errors (nothing is trained over them)."""
+    removed = remove_interrupted_writes(output_dir)
     mine: list[tuple[int, int, float, Path]] = []
     others: list[tuple[Path, Mapping[str, Any] | None]] = []
     unreadable: list[tuple[Path, str]] = []
@@ -172,7 +185,7 @@ def choose_checkpoint(
             others.append((path, record.get("cfg")))
     if mine:
         step, epoch, _, chosen = max(mine, key=lambda item: item[:3])
-        notes = [
+        notes = removed + [
             f"resume: passing over {path} ({why}); continuing from {chosen.name} instead"
             for path, why in unreadable
         ]
@@ -189,4 +202,4 @@ def choose_checkpoint(
             f"cannot resume: {why}, and {output_dir / CHECKPOINT_DIR} holds no other readable "
             "checkpoint of this run; delete it to start over, or run in a new directory"
         )
-    return ResumePoint()
+    return ResumePoint(notes=removed)

@@ -18,7 +18,7 @@ from transferlab.data.target import target_datamodule
 from transferlab.metrics import image_quality
 from transferlab.modules.gan import SAMPLES_FILE, build_gan_networks, gan_module_from_cfg
 from transferlab.modules.registry import STRATEGIES, StrategySpec
-from transferlab.sources import ensure_cached_source
+from transferlab.sources import check_source_overlap, ensure_cached_source, make_source
 from transferlab.sources.fid import build_feature_extractor
 from transferlab.sources.gan import load_gan_source, real_images
 from transferlab.tasks.context import RunContext, register_task
@@ -55,6 +55,7 @@ def run_transfer_gan(ctx: RunContext) -> dict[str, Any]:
                 f"strategy=transfer_gan strategy.init=source needs source=gan, got "
                 f"source={plain['source'].get('name')}; or use strategy.init=scratch"
             )
+        overlap = check_source_overlap(make_source(plain["source"]), datamodule)
         entry, built = ensure_cached_source(plain["source"], model_cfg, spec)
         generator, discriminator, meta = load_gan_source(entry, model_cfg, shape)
         for key in ("latent_dim", "generator_width"):
@@ -72,6 +73,7 @@ def run_transfer_gan(ctx: RunContext) -> dict[str, Any]:
             "source_built_now": built,
             "source_classes_seen": meta["classes_seen"],
             "source_fid_trained": meta["fid_trained"],
+            **overlap,
         }
     else:
         generator, discriminator = build_gan_networks(

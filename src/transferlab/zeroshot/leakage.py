@@ -66,7 +66,10 @@ def check_source_config(
             f"a source pretrained on {source_cfg.get('dataset')!r}", allow_unverified
         )
         return
-    _refuse_overlap(resolve_classes(source_cfg.get("classes"), class_names), unseen, class_names)
+    seen = resolve_classes(
+        source_cfg.get("classes"), class_names, key="source.classes", dataset=dataset
+    )
+    _refuse_overlap(seen, unseen, class_names)
 
 
 def check_source_record(
