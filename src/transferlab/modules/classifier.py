@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -16,6 +17,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from transferlab.models import Backbone, LinearHead
 from transferlab.modules.freezing import FreezeSchedule, keep_frozen_in_eval, set_frozen_stages
 from transferlab.modules.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger(__name__)
 
 # Frozen stages are kept in eval mode on purpose (BatchNorm statistics stay fixed).
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -71,6 +74,8 @@ class ClassifierModule(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
         self.num_frozen = 0
         self.test_details: dict[str, Any] = {}
+        # the parameters that were trainable in some epoch of this fit (see parameter_counts)
+        self.trained_names: set[str] = set()
 
     # ----- freezing policy -----
     def frozen_stages_at(self, epoch: int) -> int:
@@ -86,8 +91,27 @@ class ClassifierModule(L.LightningModule):
         so a resumed run restores the same state)."""
         self.num_frozen = self.frozen_stages_at(epoch)
         set_frozen_stages(self.backbone.stages(), self.num_frozen)
+        self.limit_trainable()
         if self.training:
             keep_frozen_in_eval(self.backbone.stages(), self.num_frozen)
+        self.trained_names |= {n for n, p in self.named_parameters() if p.requires_grad}
+
+    def limit_trainable(self) -> None:
+        """Freeze what the strategy never trains, after the schedule's freezing (none here)."""
+
+    def parameter_counts(self) -> dict[str, Any]:
+        """``trainable_params`` (trainable in some epoch of the fit), ``total_params`` and
+        ``trainable_fraction``; empty before a fit."""
+        if not self.trained_names:
+            return {}
+        params = dict(self.named_parameters())
+        total = sum(p.numel() for p in params.values())
+        trained = sum(params[n].numel() for n in self.trained_names if n in params)
+        return {
+            "trainable_params": trained,
+            "total_params": total,
+            "trainable_fraction": round(trained / max(total, 1), 6),
+        }
 
     def train(self, mode: bool = True) -> ClassifierModule:
         super().train(mode)
@@ -97,22 +121,58 @@ class ClassifierModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         self.apply_freezing(self.current_epoch)
+        counts = self.parameter_counts()
+        log.info(
+            "trainable parameters: %d of %d (%.2f%%)",
+            counts["trainable_params"],
+            counts["total_params"],
+            100 * counts["trainable_fraction"],
+        )
 
     def on_train_epoch_start(self) -> None:
         self.apply_freezing(self.current_epoch)
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        self.log("train/trainable_params", float(trainable), on_step=False, on_epoch=True)
+        self.log(
+            "train/trainable_fraction", trainable / max(total, 1), on_step=False, on_epoch=True
+        )
 
     # ----- forward and steps -----
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the head reads: the backbone's pooled features."""
+        return self.backbone(images)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
+        return self.head(self.features(images))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
         images, labels = batch
-        logits = self(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        features = self.features(images)
+        logits = self.head(features)
+        task_loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        terms = self.regularization(images, labels, features, logits)
+        loss = task_loss + sum(terms.values()) if terms else task_loss
         self.train_acc(logits, labels)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        if terms:  # train/loss is their sum with the task's cross-entropy
+            epoch = {"on_step": False, "on_epoch": True, "sync_dist": True}
+            self.log("train/task_loss", task_loss, **epoch)
+            self.log("train/reg_loss", sum(terms.values()), **epoch)
+            for name, value in terms.items():
+                self.log(f"train/{name}", value, **epoch)
         return loss
+
+    def regularization(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        features: torch.Tensor,
+        logits: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms added to the task loss of a training batch, by name (none here)."""
+        return {}
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch

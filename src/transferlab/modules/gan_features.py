@@ -50,7 +50,7 @@ class GanFeatureModule(FinetuneModule):
             raise ConfigError(f"unknown features '{features}'; valid: {', '.join(GAN_FEATURES)}")
         if int(pool_size) < 1:
             raise ConfigError(f"pool_size must be >= 1, got {pool_size}")
-        self.features, self.pool_size = features, int(pool_size)
+        self.feature_kind, self.pool_size = features, int(pool_size)
         if features == "multilayer":
             if self.input_shape is None:
                 raise ConfigError("strategy=gan with multilayer features needs the input shape")
@@ -65,7 +65,8 @@ class GanFeatureModule(FinetuneModule):
                 nn.BatchNorm1d(dim, affine=False), LinearHead(dim, self.num_classes, dropout)
             )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.features == "pooled":
-            return self.head(self.backbone(images))
-        return self.head(multilayer_features(self.backbone.stages(), images, self.pool_size))
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The trunk's pooled features, or every stage's output pooled and concatenated."""
+        if self.feature_kind == "pooled":
+            return self.backbone(images)
+        return multilayer_features(self.backbone.stages(), images, self.pool_size)

@@ -159,6 +159,8 @@ class RunContext:
         self.optimizer_steps: int | None = None
         # the experiment trackers of the training trainer, handed the record by ``finish``
         self.loggers: list[Any] = []
+        # trainable_params, total_params, trainable_fraction of the fitted module (if it counts)
+        self.parameter_counts: dict[str, Any] = {}
 
     @property
     def seed(self) -> int | None:
@@ -218,6 +220,8 @@ class RunContext:
         trainer.fit(module, ckpt_path=self.resume_from, **data, **SAFE_LOAD)
         if not is_distributed(trainer):  # ddp_spawn does not bring the step count back
             self.optimizer_steps = int(trainer.global_step)
+        counts = getattr(module, "parameter_counts", None)
+        self.parameter_counts = dict(counts()) if callable(counts) else {}
         return {"val/acc_best": best_score(trainer)}
 
     def test(
@@ -293,6 +297,7 @@ class RunContext:
             "identity": run_identity(self.plain, source_info),
             "metrics": dict(metrics),
             "epochs_trained": int(epochs_trained),
+            **self.parameter_counts,
             "wall_time_s": round(time.time() - self.started, 2),
             "source_info": dict(source_info),
             "test_details": dict(details or {}),
