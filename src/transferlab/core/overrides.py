@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import inspect
 import json
 import os
 from collections.abc import Mapping, Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
@@ -31,8 +34,21 @@ _MISSING = object()
 
 @cache
 def trainer_arguments() -> frozenset[str]:
-    """The keyword arguments of ``lightning.Trainer``."""
-    import lightning  # noqa: PLC0415 - only read when a trainer.X override is given
+    """The keyword arguments of ``lightning.Trainer``, read from its source file's syntax tree
+    (importing Lightning takes seconds; a mistyped override should fail at once)."""
+    spec = importlib.util.find_spec("lightning")  # (a submodule's spec imports its parents)
+    source = Path(str(spec.origin)).parent / "pytorch" / "trainer" / "trainer.py" if spec else None
+    try:
+        tree = ast.parse(source.read_text()) if source else None
+    except (OSError, SyntaxError, ValueError):
+        tree = None
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.ClassDef) and node.name == "Trainer":
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    args = [*item.args.args, *item.args.kwonlyargs]
+                    return frozenset(a.arg for a in args if a.arg != "self")
+    import lightning  # noqa: PLC0415 - the source could not be read: ask the class itself
 
     params = inspect.signature(lightning.Trainer.__init__).parameters
     return frozenset(name for name in params if name != "self")

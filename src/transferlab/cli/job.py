@@ -1,30 +1,21 @@
-"""Command-line entry points: ``train.py`` / ``transferlab-train`` and ``eval.py``."""
+"""One Hydra job of ``train.py`` / ``eval.py``: claim the run directory, run the task, write
+and print its results; a failure is one line (and, in a multirun, a failure record)."""
 
 from __future__ import annotations
 
 import logging
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import OverrideParseException
-from hydra.experimental.callback import Callback as HydraCallback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from transferlab.cli.callbacks import JOB_ERRORS
 from transferlab.core.config import (
-    CONFIG_GROUPS,
-    available_options,
-    config_dir,
     print_config_tree,
-    register_resolvers,
-    share_run_id,
 )
 from transferlab.core.console import configure_console
 from transferlab.core.errors import (
@@ -33,7 +24,7 @@ from transferlab.core.errors import (
     storage_error,
     storage_line,
 )
-from transferlab.core.overrides import drop_inapplicable, expand_overrides, publish_inapplicable
+from transferlab.core.overrides import drop_inapplicable
 from transferlab.core.results import (
     RESULTS_FILE,
     config_differences,
@@ -44,15 +35,13 @@ from transferlab.core.results import (
     run_identity,
     write_results,
 )
-from transferlab.core.schema import RunOptions, check_model, closest
-from transferlab.core.store import ensure_writable_dir
+from transferlab.core.schema import RunOptions, check_model
 from transferlab.tasks import run_evaluation, run_training, to_plain
 from transferlab.tasks.checkpoints import load_training_checkpoint
 from transferlab.tasks.distributed import (
     is_global_zero,
     launched_rank,
     processes_created_externally,
-    rank_child_overrides,
 )
 from transferlab.tasks.resume import (
     REPLACEABLE_STATUSES,
@@ -64,80 +53,6 @@ from transferlab.tasks.resume import (
 )
 
 log = logging.getLogger("transferlab")
-register_resolvers()
-
-# groups a user picks on the command line (`model=resnet18`) and what the choice is called
-_CHOOSABLE = {g: g for g in CONFIG_GROUPS if g not in ("hydra", "paths")}
-
-
-def check_group_choices(overrides: Sequence[str]) -> None:
-    """Reject an unknown ``group=option`` before Hydra does, with one line naming valid options."""
-    for arg in overrides:
-        if "=" not in arg or arg.startswith(("-", "hydra.")):
-            continue
-        key, value = arg.split("=", 1)
-        key = key.lstrip("+~")
-        if key.startswith("override "):
-            key = key[len("override ") :]
-        key = key.lstrip("/")
-        if key not in _CHOOSABLE or value in ("", "null"):
-            continue
-        options = available_options(key)
-        for choice in value.split(","):  # multirun sweeps: strategy=finetune,scratch
-            if choice not in options:
-                raise ConfigError(f"unknown {key} '{choice}'; valid: {', '.join(options)}")
-
-
-# Hydra flags that take no value (others, e.g. --config-name X, leave the check to Hydra)
-_PLAIN_FLAGS = ("-m", "--multirun")
-
-
-def _first_values(overrides: Sequence[str]) -> list[str]:
-    """The overrides with each sweep at its first value (``seed=0,1,2`` -> ``seed=0``); Hydra's
-    own keys and sweeps without a first value (Optuna intervals) left out."""
-    try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-    except OverrideParseException as err:
-        raise ConfigError(
-            f"cannot read the overrides: {str(err).strip().splitlines()[0]}"
-        ) from None
-    single = []
-    for override in parsed:
-        if override.key_or_group.split(".")[0] == "hydra":
-            continue
-        if not override.is_sweep_override():
-            single.append(override.input_line)
-            continue
-        try:
-            first = next(iter(override.sweep_string_iterator()))
-        except Exception:  # noqa: BLE001 - interval sweeps and the like have no first value
-            continue
-        single.append(f"{override.get_key_element()}={first}")
-    return single
-
-
-def check_override_keys(config_name: str, args: Sequence[str]) -> None:
-    """Compose the config as Hydra will (sweeps at their first value) and turn a composition
-    error into one line; a misspelt key (``trainer.max_epoch=3``) gets the closest real key."""
-    if any(a.startswith("-") and a not in _PLAIN_FLAGS for a in args):
-        return
-    overrides = _first_values([a for a in args if not a.startswith("-")])
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        try:
-            compose(config_name, overrides=overrides)
-            return
-        except Exception as err:  # noqa: BLE001 - composition fails in many types
-            message = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-            key = message.split("'")[1] if message.startswith("Could not override '") else None
-            if key is None:
-                raise ConfigError(f"invalid override: {message[:300]}") from None
-        parent = key.rpartition(".")[0]
-        rest = [o for o in overrides if not o.lstrip("+~").startswith(f"{key}=")]
-        node = compose(config_name, overrides=rest)
-        node = OmegaConf.select(node, parent) if parent else node
-        keys = list(node.keys()) if isinstance(node, DictConfig) else []
-    hint = closest(key, [f"{parent}.{k}" if parent else str(k) for k in keys])
-    raise ConfigError(f"{key} is not a config key{hint}; to add a new key write +{key}=...")
 
 
 def _output_dir() -> Path:
@@ -301,7 +216,7 @@ def _job_failed(output_dir: Path, err: BaseException) -> None:
     failed, and remember why for the summary."""
     line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     print(f"job {output_dir.name} failed: {line}", file=sys.stderr)
-    _JOB_ERRORS[str(output_dir.resolve())] = f"{type(err).__name__}: {line}"[:500]
+    JOB_ERRORS[str(output_dir.resolve())] = f"{type(err).__name__}: {line}"[:500]
 
 
 def _drop_inapplicable_keys(cfg: DictConfig, output_dir: Path) -> None:
@@ -398,170 +313,6 @@ def _guarded(
     return run
 
 
-# why each job of this process's multirun failed, by output directory (jobs run in this
-# process; jobs of other processes are read from their results files)
-_JOB_ERRORS: dict[str, str] = {}
-
-
-def _job_dirs(sweep: Path, since: float) -> list[Path]:
-    """The job directories of the multirun that started at ``since`` (Hydra writes each job's
-    ``.hydra/config.yaml`` when the job starts)."""
-    found = {p.parent.parent for p in sweep.rglob(".hydra/config.yaml")}
-    return sorted(
-        (d for d in found if (d / ".hydra" / "config.yaml").stat().st_mtime >= since - 1),
-        key=lambda d: (len(d.parts), [int(x) if x.isdigit() else x for x in d.parts]),
-    )
-
-
-def _job_failure(job: Path, sweep: Path, since: float) -> str | None:
-    """Why the job in ``job`` failed, or None when it finished (or was skipped as finished)."""
-    job_cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-    digest = run_hash(job_cfg)
-    results = job / RESULTS_FILE
-    record = None
-    if results.is_file() and results.stat().st_mtime >= since - 1:
-        try:
-            record = read_results(results)
-        except (OSError, ValueError):
-            return f"its {RESULTS_FILE} cannot be read"
-    if record is not None and record.get("run_hash") in (digest, None):
-        if record.get("status") == "failed":
-            return str(record.get("error") or "failed")
-        return None
-    if job_cfg.get("resume") and find_finished(sweep, digest) is not None:
-        return None  # skipped: this configuration had finished
-    return _JOB_ERRORS.get(str(job.resolve())) or (
-        f"it wrote no {RESULTS_FILE} (refused, killed or crashed: see its log in {job})"
-    )
-
-
-def _job_overrides(job: Path) -> list[str]:
-    try:
-        return [str(v) for v in OmegaConf.load(job / ".hydra" / "overrides.yaml")]
-    except Exception:  # noqa: BLE001 - a label is a nicety
-        return []
-
-
-def _job_labels(jobs: Sequence[Path], sweep: Path) -> dict[Path, str]:
-    """Each job's directory name with the overrides that tell it from the other jobs."""
-    overrides = {job: _job_overrides(job) for job in jobs}
-    shared = set.intersection(*(set(v) for v in overrides.values())) if len(jobs) > 1 else set()
-    labels = {}
-    for job, values in overrides.items():
-        own = [v for v in values if v not in shared]
-        name = str(job.relative_to(sweep))
-        labels[job] = f"{name} ({' '.join(own)})" if own else name
-    return labels
-
-
-def _summary_table(jobs: Sequence[Path], labels: dict[Path, str], failed: dict[Path, str]) -> str:
-    """One row per job: its label, status and test accuracy (from its results file)."""
-    rows = []
-    for job in jobs:
-        try:
-            record = read_results(job / RESULTS_FILE)
-        except (OSError, ValueError):
-            record = {}
-        status = "failed" if job in failed else str(record.get("status", "?"))
-        metrics = record.get("metrics", {})
-        metric = next(
-            (f"{k} {metrics[k]:.4f}" for k in ("test/acc", "test/zsl_acc") if k in metrics), ""
-        )
-        rows.append((labels[job], status, metric))
-    width = max(len(r[0]) for r in rows)
-    return "\n".join(f"  {label:<{width}}  {status:<10} {metric}" for label, status, metric in rows)
-
-
-class MultirunSummary(HydraCallback):
-    """Registered in ``conf/hydra/default.yaml``: after a multirun, one summary of its jobs.
-    When any failed, it lists which and why (each failed job's ``results.json`` holds its
-    error) and ends the command with exit status 1."""
-
-    def __init__(self) -> None:
-        self.started = time.time()
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started = time.time()
-        _JOB_ERRORS.clear()
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep = Path(str(config.hydra.sweep.dir))
-        if not sweep.is_dir():
-            return
-        jobs = _job_dirs(sweep, self.started)
-        failed = [(job, why) for job in jobs if (why := _job_failure(job, sweep, self.started))]
-        labels = _job_labels(jobs, sweep)
-        if jobs:
-            print(_summary_table(jobs, labels, dict(failed)))
-        if not failed:
-            if jobs:
-                print(f"multirun: all {len(jobs)} jobs finished ({sweep})")
-                print(f"table with mean ± std over seeds: transferlab report {sweep}")
-            return
-        lines = [f"multirun: {len(failed)} of {len(jobs)} jobs failed ({sweep}):"]
-        lines += [f"  job {labels[job]}: {why}" for job, why in failed]
-        names = (
-            "job"
-            + ("s " if len(failed) > 1 else " ")
-            + ", ".join(str(j.relative_to(sweep)) for j, _ in failed)
-        )
-        lines.append(
-            f"error: {len(failed)} of {len(jobs)} jobs of the multirun failed ({names}): "
-            f"{failed[0][1][:200]}"
-        )
-        print("\n".join(lines), file=sys.stderr)
-        raise SystemExit(1)
-
-
-class OutputDirCheck(HydraCallback):
-    """Registered in ``conf/hydra/default.yaml``: before Hydra creates the run (or sweep)
-    directory, make sure it can: a read-only or full root is one ``error:`` line and exit
-    status 1, not Hydra's traceback."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _check_output_dir(config.hydra.run.dir)
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _check_output_dir(config.hydra.sweep.dir)
-
-
-_RUN_DIR_PLACES = "point TRANSFERLAB_ROOT (paths.root_dir) or hydra.run.dir at a writable directory"
-
-
-def _check_output_dir(directory: Any) -> None:
-    try:
-        ensure_writable_dir(Path(str(directory)))
-    except OSError as err:
-        line = storage_line(err, "cannot write the run directory", writable=_RUN_DIR_PLACES)
-        print(f"error: {line}", file=sys.stderr)
-        raise SystemExit(1) from None
-
-
-def _main(config_name: str, task: Callable[[DictConfig, Path], dict[str, Any]]) -> None:
-    try:
-        multirun = any(a in _PLAIN_FLAGS for a in sys.argv[1:])
-        args, inapplicable = expand_overrides(config_name, sys.argv[1:], multirun)
-        sys.argv[1:] = args
-        publish_inapplicable(inapplicable)
-        check_group_choices(sys.argv[1:])
-        check_override_keys(config_name, sys.argv[1:])
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    share_run_id()  # the processes this command starts (workers, DDP ranks) use its run dir
-    sys.argv += rank_child_overrides()
-    kind = "eval" if config_name == "eval" else "train"
-    app = hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(
-        _guarded(task, kind)
-    )
-    app()
-
-
-def train_main() -> None:
-    """``python train.py [overrides]``: train and test one configuration (or a multirun)."""
-    _main("train", run_training)
-
-
-def eval_main() -> None:
-    """``python eval.py ckpt_path=...``: evaluate a checkpoint on the target test split."""
-    _main("eval", run_evaluation)
+def guarded_task(kind: str = "train") -> Callable[[DictConfig], Any]:
+    """The Hydra task function of ``train.py`` (``kind="train"``) or ``eval.py``."""
+    return _guarded(run_evaluation if kind == "eval" else run_training, kind)
