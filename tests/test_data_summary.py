@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
 from PIL import Image
 
+from transferlab.commands import main
 from transferlab.tasks.data_summary import compose_run_config, save_sample_grid, summarize_data
 
 
@@ -32,3 +35,43 @@ def test_normalisation_matches_the_training_pool() -> None:
     images = datamodule.train_set.images  # normalised with the pool's statistics
     assert summary.mean[0] > 0.0 and summary.std[0] > 0.0
     assert abs(float(images.mean())) < 0.5
+
+
+def test_data_command_prints_the_summary_and_writes_the_grid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tmp_path / "samples.png"
+    args = ["data", "data.classes=[5,6,7]", "--out", str(grid), "--per-class", "2"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "data: digits, 3 target classes"
+    assert out[-1] == f"samples: {grid}" and grid.is_file()
+
+
+def _three_class_folder(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            image = rng.integers(0, 255, (10, 10), dtype=np.uint8)
+            Image.fromarray(image).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        (["data.classes=[0,1]"], "source.classes=[0, 1, 2, 3, 4]: image_folder has 3 classes"),
+        ([], "source.classes=[0, 1, 2, 3, 4] of image_folder, but data.classes=null"),
+        (["data.clases=[0,1]"], "data.clases is not a config key (did you mean 'data.classes'?)"),
+    ],
+)
+def test_data_command_class_errors_name_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], key: str
+) -> None:
+    root = _three_class_folder(tmp_path / "images")
+    assert main(["data", "data=image_folder", f"data.root={root}", *extra]) == 2
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: ") and key in errors[0], errors
+    assert not captured.out

@@ -1,4 +1,4 @@
-"""``transferlab <command>``: tools over finished runs (``report`` for now).
+"""transferlab COMMAND: tools around runs (report, export, bench, predict, data).
 
 A command is a name, a help line, a function adding its arguments and a function running it
 (returning the exit code); add one to :data:`COMMANDS`.
@@ -165,6 +165,68 @@ def _run_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "checkpoint", help="a training checkpoint (.ckpt) or its .safetensors export"
+    )
+    parser.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="image files and/or folders (read recursively)"
+    )
+    parser.add_argument(
+        "--topk", type=int, default=5, help="classes per image, default: %(default)s"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("preds.csv"),
+        help="the CSV (or .json) file to write, default: %(default)s",
+    )
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from transferlab.tasks.predict import run_predict
+
+    predictions = run_predict(args.checkpoint, args.images, args.out, args.topk)
+    failed = sum(1 for p in predictions if p.error)
+    note = f" ({failed} unreadable, see the error column)" if failed else ""
+    print(f"predicted {len(predictions) - failed} of {len(predictions)} images{note}: {args.out}")
+    return 0
+
+
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="train.py overrides (data=..., data.classes=...)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="also write a labelled sample-image grid (PNG)"
+    )
+    parser.add_argument(
+        "--per-class",
+        type=int,
+        default=8,
+        help="images per class in the grid, default: %(default)s",
+    )
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    from transferlab.cli.entry import check_group_choices, check_override_keys
+    from transferlab.tasks.data_summary import compose_run_config, save_sample_grid, summarize_data
+
+    if args.per_class < 1:
+        raise ConfigError(f"--per-class must be at least 1, got {args.per_class}")
+    check_group_choices(args.overrides)  # one line for a bad group option or key
+    check_override_keys("train", args.overrides)
+    summary, datamodule = summarize_data(compose_run_config(args.overrides))
+    for line in summary.lines():
+        print(line)
+    if args.out is not None:
+        print(f"samples: {save_sample_grid(datamodule, args.out, args.per_class)}")
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {
     "report": (
@@ -173,15 +235,24 @@ COMMANDS: dict[str, Command] = {
         _run_report,
     ),
     "export": (
-        "write a checkpoint's weights as .safetensors (also usable as source=checkpoint)",
+        "a checkpoint's weights and preprocessing as .safetensors",
         _export_arguments,
         _run_export,
     ),
     "bench": (
-        "training/inference throughput of our stack against a plain PyTorch loop, bf16, "
-        "time to accuracy (JSON + Markdown)",
+        "throughput and time to accuracy against a plain PyTorch loop",
         _bench_arguments,
         _run_bench,
+    ),
+    "predict": (
+        "top-k classes of new images from a checkpoint or export",
+        _predict_arguments,
+        _run_predict,
+    ),
+    "data": (
+        "split sizes, class counts and sample images of a run's data",
+        _data_arguments,
+        _run_data,
     ),
 }
 

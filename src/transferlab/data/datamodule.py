@@ -17,6 +17,7 @@ from transferlab.core.schema import typed
 from transferlab.data.augment import BatchAugment
 from transferlab.data.batching import TensorBatchDataset, keep_batch
 from transferlab.data.datasets import ImageData, dataset_options, load_dataset
+from transferlab.data.inference import PREPROCESSING_VERSION
 from transferlab.data.preprocess import imagenet_stats, normalize_, pool_stats, to_float
 from transferlab.data.shift import parse_shift
 from transferlab.data.splits import (
@@ -116,6 +117,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
         self.dataset_kwargs = dict(dataset_kwargs or {})
         if image_size is not None and "image_size" in options:  # e.g. mixed-size image folders
             self.dataset_kwargs.setdefault("image_size", image_size)
+        # a loader that takes ``image_size`` resizes each file as it decodes it (image folders)
+        self._resize_at_decode = "image_size" in options
         self._data: ImageData | None = None
         self._ready = False
         # the config key ``classes`` came from, named in errors (a source's data module says
@@ -180,6 +183,7 @@ class ImageClassificationDataModule(L.LightningDataModule):
             **self.budget,
         )
         channels = self.channels or data.channels
+        self._native_channels = data.channels
         self._mean, self._std = self._stats(data, channels)
         self._class_names = [data.class_names[c] for c in classes]
         self._all_class_names = list(data.class_names)
@@ -266,6 +270,22 @@ class ImageClassificationDataModule(L.LightningDataModule):
         """Per-channel std the images are divided by."""
         self._ensure_setup()
         return list(self._std)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """How one image file becomes a model input, as plain values (stored in checkpoints
+        and exports; read by :func:`transferlab.data.inference.preprocess_file`)."""
+        channels, height, _ = self.input_shape
+        return {
+            "version": PREPROCESSING_VERSION,
+            "dataset": self.dataset_name,
+            "decode_channels": int(self._native_channels),
+            "channels": channels,
+            "image_size": height,
+            "resize": "decode" if self._resize_at_decode else "tensor",
+            "mean": self.mean,
+            "std": self.std,
+            "class_names": self.class_names,
+        }
 
     # ---- loaders ------------------------------------------------------------------------
 

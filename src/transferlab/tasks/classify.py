@@ -57,7 +57,9 @@ def run_classify(ctx: RunContext) -> dict[str, Any]:
     source_info = {**source_info, **overlap}
     extras = source.extras(source_info, backbone, spec)
     ctx.seed_everything(verbose=False)  # the same head init and data order, cache warm or cold
-    ctx.record.update(input_spec=dict(spec), source_info=source_info)
+    ctx.record.update(
+        input_spec=dict(spec), source_info=source_info, preprocessing=datamodule.preprocessing()
+    )
     module = build_strategy(
         plain["strategy"],
         backbone,

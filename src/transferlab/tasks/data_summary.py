@@ -20,10 +20,11 @@ from omegaconf import OmegaConf
 from transferlab.core.config import config_dir, register_resolvers
 from transferlab.data.datamodule import ImageClassificationDataModule
 from transferlab.data.target import target_datamodule
-from transferlab.sources import make_source
+from transferlab.sources import check_source_overlap, make_source
+from transferlab.tasks.classify import source_kind_for
 
 SPLITS = ("train", "val", "test")
-RUN_KEYS = ("data", "source", "model")
+RUN_KEYS = ("data", "source", "model", "strategy")
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def _source_line(source: Mapping[str, Any]) -> str:
 
 
 def compose_run_config(overrides: Sequence[str]) -> dict[str, Any]:
-    """The ``data``, ``source``, ``model`` and ``seed`` of ``conf/train.yaml`` with ``overrides``,
-    resolved to plain containers."""
+    """The ``data``, ``source``, ``model``, ``strategy`` and ``seed`` of ``conf/train.yaml``
+    with ``overrides``, resolved to plain containers."""
     register_resolvers()
     GlobalHydra.instance().clear()
     try:
@@ -87,12 +88,15 @@ def compose_run_config(overrides: Sequence[str]) -> dict[str, Any]:
 
 
 def run_datamodule(plain: Mapping[str, Any]) -> ImageClassificationDataModule:
-    """The target data module a run of ``plain`` would train on (set up)."""
-    source = make_source(plain["source"])
+    """The target data module a run of ``plain`` would train on (set up); a source trained on
+    the target's classes is refused as ``train.py`` refuses it (one line naming the keys)."""
+    kind = source_kind_for(plain) if "strategy" in plain else plain["source"].get("name")
+    source = make_source(plain["source"] if kind != "none" else {"name": "none"})
     min_size = int(plain["model"].get("min_input_size", 1))
     datamodule, _ = target_datamodule(
         plain["data"], plain.get("seed"), source.requirement.with_min_size(min_size)
     )
+    check_source_overlap(source, datamodule)
     return datamodule
 
 
@@ -106,6 +110,8 @@ def summarize_data(plain: Mapping[str, Any]) -> tuple[DataSummary, ImageClassifi
         for name, dataset in sets.items()
     }
     source = {k: plain["source"].get(k) for k in ("name", "classes", "dataset")}
+    if "strategy" in plain and source_kind_for(plain) == "none":  # strategy=scratch
+        source = {"name": "none (the strategy uses no source)", "classes": None}
     summary = DataSummary(
         dataset=datamodule.dataset_name,
         class_names=list(datamodule.class_names),

@@ -27,20 +27,27 @@ def rebuild_module(
     run_record: Mapping[str, Any],
     num_classes: int,
     class_names: list[str],
+    partial: bool = False,
 ) -> ClassifierModule:
-    """The trained strategy module of a checkpoint, rebuilt from its record and weights."""
+    """The trained strategy module of a checkpoint, rebuilt from its record and weights;
+    ``partial``: the weights are an export's (``backbone.*`` and ``head.*`` only), the rest of
+    the module (training-only state) keeps its initial values."""
     cfg, spec = run_record["cfg"], InputSpec.of(run_record["input_spec"])
     backbone = make_source({"name": "none"}).build(cfg["model"], spec)  # weights come next
     module = build_strategy(
         cfg["strategy"], backbone, num_classes, class_names=class_names, input_shape=spec.shape
     )
-    problems = state_mismatch(module.state_dict(), payload["state_dict"])
+    state = dict(payload["state_dict"])
+    if partial:
+        own = module.state_dict()
+        state |= {k: v for k, v in own.items() if not k.startswith(("backbone.", "head."))}
+    problems = state_mismatch(module.state_dict(), state)
     if problems:
         raise CheckpointError(
             f"the checkpoint does not fit this set-up ({num_classes} classes, "
             f"{cfg['model']['name']}): {'; '.join(problems)}"
         )
-    module.load_state_dict(payload["state_dict"])
+    module.load_state_dict(state)
     return module
 
 

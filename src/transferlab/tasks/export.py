@@ -27,7 +27,8 @@ def export_target(ckpt_path: str | Path, out: str | Path | None = None) -> Path:
 
 def export_safetensors(ckpt_path: str | Path, out: str | Path | None = None) -> Path:
     """Write the model weights of ``ckpt_path`` (backbone ``backbone.*`` and head ``head.*``)
-    to :func:`export_target`, with the run config as metadata. The file is also a valid
+    to :func:`export_target`, with the run config and the preprocessing (image size, channels,
+    resize rule, normalisation, class names) as metadata. The file is also a valid
     ``source=checkpoint`` source. Written atomically: a failed write (an ``OSError``, e.g. a
     read-only or full disk) leaves no temporary file and no partial export."""
     payload, run_config = load_training_checkpoint(ckpt_path)
@@ -44,6 +45,8 @@ def export_safetensors(ckpt_path: str | Path, out: str | Path | None = None) -> 
             f"strategy={strategy} checkpoint"
         )
     metadata = {"format": "transferlab", "run_config": json.dumps(run_config, default=str)}
+    if run_config.get("preprocessing"):  # also on its own, for readers of the metadata
+        metadata["preprocessing"] = json.dumps(run_config["preprocessing"])
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
