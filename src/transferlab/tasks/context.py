@@ -13,7 +13,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.errors import InstantiationException
-from lightning.pytorch.callbacks import Callback, ModelSummary
+from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from transferlab.core.checkpoint import SAFE_LOAD
@@ -91,6 +91,8 @@ def build_trainer(
         overrides = {"enable_progress_bar": False, **overrides}
         chosen = [c for c in chosen if not isinstance(c, ModelSummary)]
         overrides.setdefault("enable_model_summary", False)
+    if not overrides.get("enable_progress_bar", cfg.trainer.get("enable_progress_bar", True)):
+        chosen = [c for c in chosen if not isinstance(c, ProgressBar)]  # Lightning refuses both
     try:
         return hydra.utils.instantiate(
             cfg.trainer, callbacks=chosen, logger=loggers or False, **overrides
