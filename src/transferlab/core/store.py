@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import torch
+
 
 def config_hash(payload: Mapping[str, Any], length: int = 16) -> str:
     """A stable hash of a JSON-able config (key order does not matter)."""
@@ -23,6 +25,17 @@ def file_sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """The SHA-256 of named tensors (names, dtypes, shapes and bytes; name order does not
+    matter): e.g. a module's ``state_dict()``."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 

@@ -102,8 +102,11 @@ class ClassifierModule(L.LightningModule):
         self.apply_freezing(self.current_epoch)
 
     # ----- forward and steps -----
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Logits of images ``(B, C, H, W)``, or of the backbone's pooled features ``(B, F)``
+        (the frozen-feature cache feeds those in epochs where the backbone is frozen)."""
+        features = inputs if inputs.dim() == 2 else self.backbone(inputs)
+        return self.head(features)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
         images, labels = batch

@@ -67,5 +67,5 @@ class GanFeatureModule(FinetuneModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.features == "pooled":
-            return self.head(self.backbone(images))
+            return super().forward(images)
         return self.head(multilayer_features(self.backbone.stages(), images, self.pool_size))
