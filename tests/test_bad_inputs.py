@@ -443,6 +443,18 @@ CASES: list[tuple[str, str, Setup, str]] = [
     ("zero-width", "train", _args("model.width=0"), "model.width=0 is invalid"),
     ("unknown-model-option", "train", _args("+model.depth=3"), "model.depth is not an option"),
     ("test-not-a-bool", "train", _args("test=1"), "test=1 is invalid"),
+    (
+        "bad-feature-cache",
+        "train",
+        _args("strategy.feature_cache=maybe"),
+        "strategy.feature_cache='maybe' is invalid",
+    ),
+    (
+        "feature-cache-on-a-trained-backbone",
+        "train",
+        _args("source=random", "strategy.mode=full", "strategy.feature_cache=true"),
+        "feature_cache=true cannot be used: strategy=finetune mode=full trains",
+    ),
     # data
     ("image-folder-without-root", "train", _args("data=image_folder"), "needs data.root"),
     (

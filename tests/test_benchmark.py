@@ -151,3 +151,21 @@ def test_benchmark_script_on_fashion_mnist(tmp_path: Path) -> None:
     ]
     assert all(_finite(rows[0][k]) for k in ROW_FIELDS)
     assert _finite(rows[1]["speedup_vs_default"])
+
+
+def test_feature_cache_benchmark_times_three_runs(tmp_path: Path, capsys) -> None:
+    from transferlab.bench import feature_cache
+
+    out = tmp_path / "feature_cache.json"
+    args = ["--out", str(out), "--work-dir", str(tmp_path / "work")]
+    assert feature_cache.main([*args, "source=random", "trainer.max_epochs=1"]) == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["run"], r["feature_cache"]) for r in runs] == [
+        ("images", "not used"),
+        ("cold", "built"),
+        ("warm", "read"),
+    ]
+    assert all(_finite(r["run_wall_s"]) and _finite(r["fit_s"]) for r in runs)
+    accuracies = [r["test_acc"] for r in runs]  # the same probe three ways
+    assert max(accuracies) - min(accuracies) <= 1 / 299  # one digits test image at most
+    assert "| warm | read |" in capsys.readouterr().out

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import torch
+
 
 def config_hash(payload: Mapping[str, Any], length: int = 16) -> str:
     """A stable hash of a JSON-able config (key order does not matter)."""
@@ -59,6 +61,17 @@ def _file_mode() -> int:
 
 
 FILE_MODE = _file_mode()
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """The SHA-256 of named tensors (names, dtypes, shapes and bytes; name order does not
+    matter): e.g. a module's ``state_dict()``."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tensors.items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from pydantic import NonNegativeInt, PositiveInt
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from transferlab.core.errors import ConfigError, DataError
 from transferlab.core.schema import typed
@@ -307,7 +307,10 @@ class ImageClassificationDataModule(L.LightningDataModule):
         self._train_generator = generator
         return generator
 
-    def _loader(self, data: TensorBatchDataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def loader(self, data: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        """A loader over ``data`` as this module batches its splits: shuffled by its seeded
+        generator (whose state checkpoints keep), drawn with replacement up to
+        ``min_samples_per_epoch`` when smaller, its collate and workers."""
         generator = self._train_generator_for_loader() if shuffle else None
         sampler = None
         if shuffle and self.min_samples_per_epoch and len(data) < self.min_samples_per_epoch:
@@ -332,18 +335,18 @@ class ImageClassificationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self._ensure_setup()
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        return self.loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
         """The validation loader, or ``[]`` when there is no validation split."""
         self._ensure_setup()
         if len(self.val_set) == 0:
             return []
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+        return self.loader(self.val_set, self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         self._ensure_setup()
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+        return self.loader(self.test_set, self.eval_batch_size, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

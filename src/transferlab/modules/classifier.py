@@ -139,12 +139,14 @@ class ClassifierModule(L.LightningModule):
         )
 
     # ----- forward and steps -----
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """What the head reads: the backbone's pooled features."""
-        return self.backbone(images)
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """What the head reads: the backbone's pooled features of images ``(B, C, H, W)``, or
+        ``inputs`` themselves when they already are pooled features ``(B, F)`` (the
+        frozen-feature cache feeds those in epochs where the backbone is frozen)."""
+        return inputs if inputs.dim() == 2 else self.backbone(inputs)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(images))
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(inputs))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
         images, labels = batch

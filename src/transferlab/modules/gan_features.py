@@ -66,7 +66,8 @@ class GanFeatureModule(FinetuneModule):
             )
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """The trunk's pooled features, or every stage's output pooled and concatenated."""
+        """The trunk's pooled features (or cached ones), or every stage's output pooled and
+        concatenated."""
         if self.feature_kind == "pooled":
-            return self.backbone(images)
+            return super().features(images)
         return multilayer_features(self.backbone.stages(), images, self.pool_size)

@@ -20,8 +20,9 @@ from transferlab.core.schema import check_arguments, closest
 from transferlab.models import Backbone
 from transferlab.modules.optim import check_optim_config
 
-# keys of the ``strategy`` config node that are not constructor arguments
-NON_OPTION_KEYS = ("name",)
+# keys of the ``strategy`` config node that are not constructor arguments: the name, and the
+# frozen-feature cache setting the classify task reads (tasks/frozen_features.py)
+NON_OPTION_KEYS = ("name", "feature_cache")
 # what the run (not the config) hands to every classifier module
 CONTEXT_ARGS = ("backbone", "num_classes", "class_names", "input_shape")
 

@@ -22,11 +22,12 @@ ENTRY_META = "source.json"
 FILES_SHA256 = "files_sha256"
 
 
-def entry_is_valid(entry: Path) -> bool:
-    """Weights and metadata both present, the metadata a JSON object, and the weights' hash
-    (and the hash of every file listed under ``files_sha256``, e.g. a GAN's generator) matches
-    the metadata. An entry written before ``files_sha256`` existed is checked as before."""
-    weights, meta_file = entry / ENTRY_WEIGHTS, entry / ENTRY_META
+def entry_is_valid(entry: Path, files: tuple[str, str] = (ENTRY_WEIGHTS, ENTRY_META)) -> bool:
+    """Weights and metadata (``files``) both present, the metadata a JSON object, and the
+    weights' hash (and the hash of every file listed under ``files_sha256``, e.g. a GAN's
+    generator) matches the metadata. An entry written before ``files_sha256`` existed is
+    checked as before."""
+    weights, meta_file = entry / files[0], entry / files[1]
     if not (weights.is_file() and meta_file.is_file()):
         return False
     try:
@@ -44,17 +45,23 @@ def entry_is_valid(entry: Path) -> bool:
     )
 
 
-def get_or_build(entry: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[Path, bool]:
+def get_or_build(
+    entry: Path,
+    build: Callable[[Path], dict[str, Any]],
+    files: tuple[str, str] = (ENTRY_WEIGHTS, ENTRY_META),
+) -> tuple[Path, bool]:
     """Return ``entry``, building it first (under a file lock) if it is missing or corrupt.
 
     A valid entry is read without the lock (nothing is written: a read-only shared cache
     works); an entry is never changed once valid, and a build renames the weights into place
     and writes the metadata last, so a reader never sees a half-built entry as valid.
-    ``build(tmp_weights_path)`` writes the weights file and returns metadata. Returns
+    ``build(tmp_weights_path)`` writes the weights file and returns metadata; ``files`` name
+    the weights and the metadata file (other caches store other payloads). Returns
     ``(entry, built_now)``; a cache that cannot be written when a build is needed is one
     :class:`SourceError` line.
     """
-    if entry_is_valid(entry):
+    weights_name, meta_name = files
+    if entry_is_valid(entry, files):
         return entry, False
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
@@ -68,21 +75,21 @@ def get_or_build(entry: Path, build: Callable[[Path], dict[str, Any]]) -> tuple[
             "(paths.cache_dir) at a writable directory, or build the source there first"
         ) from None
     try:
-        if entry_is_valid(entry):  # another process built it while this one waited
+        if entry_is_valid(entry, files):  # another process built it while this one waited
             return entry, False
         if entry.exists():
             log.warning("source cache entry %s is incomplete or corrupt: rebuilding it", entry)
         entry.mkdir(parents=True, exist_ok=True)
-        (entry / ENTRY_META).unlink(missing_ok=True)
-        tmp_weights = entry / f".{ENTRY_WEIGHTS}.{os.getpid()}.tmp"
+        (entry / meta_name).unlink(missing_ok=True)
+        tmp_weights = entry / f".{weights_name}.{os.getpid()}.tmp"
         try:
             meta = build(tmp_weights)
             meta["weights_sha256"] = file_sha256(tmp_weights)
             for path in entry.iterdir():  # safetensors writes 0600; a shared cache's entries
                 if path.is_file():  # are for every user to read
                     os.chmod(path, FILE_MODE)
-            os.replace(tmp_weights, entry / ENTRY_WEIGHTS)
-            atomic_write_text(entry / ENTRY_META, json.dumps(meta, indent=2, default=str))
+            os.replace(tmp_weights, entry / weights_name)
+            atomic_write_text(entry / meta_name, json.dumps(meta, indent=2, default=str))
         except Exception as err:
             tmp_weights.unlink(missing_ok=True)
             disk = storage_error(err)

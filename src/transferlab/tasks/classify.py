@@ -15,6 +15,7 @@ from transferlab.modules.registry import check_strategy_config
 from transferlab.sources import check_source_overlap, make_source
 from transferlab.tasks.checkpoints import check_resume_checkpoint
 from transferlab.tasks.context import RunContext, register_task
+from transferlab.tasks.frozen_features import feature_cache_setting, use_feature_cache
 
 
 def source_kind_for(cfg: Mapping[str, Any]) -> str:
@@ -43,6 +44,7 @@ def run_classify(ctx: RunContext) -> dict[str, Any]:
     plain = ctx.plain
     kind = source_kind_for(plain)
     check_strategy_config(plain["strategy"])
+    feature_cache_setting(plain["strategy"])  # a bad strategy.feature_cache fails early
     ctx.seed_everything()
     trainer = ctx.trainer()  # bad trainer settings fail before a source is built
     if ctx.resume_from:  # a bad checkpoint fails before a source is built too
@@ -69,8 +71,11 @@ def run_classify(ctx: RunContext) -> dict[str, Any]:
         extras=extras,
     )
     apply_perf(plain.get("perf"), module)
-    metrics = ctx.fit_and_test(trainer, module, datamodule, datamodule=datamodule)
+    # frozen epochs may read cached backbone features instead of images
+    data, feature_cache = use_feature_cache(plain, trainer, module, datamodule, spec)
+    metrics = ctx.fit_and_test(trainer, module, data, datamodule=data)
     if metrics is None:  # a DDP rank > 0
         return {}
     details = dict(module.test_details) if "best_checkpoint" in metrics else {}
-    return ctx.finish(source_info, metrics, trainer.current_epoch, details)
+    extra = {"feature_cache": feature_cache}
+    return ctx.finish(source_info, metrics, trainer.current_epoch, details, extra)

@@ -289,8 +289,10 @@ class RunContext:
         metrics: Mapping[str, Any],
         epochs_trained: int,
         details: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Write this run's ``results.json`` (every task writes this format); the record."""
+        """Write this run's ``results.json`` (every task writes this format, ``extra`` adds a
+        task's own top-level keys); the record."""
         record = {
             "status": self.status(),
             "task": "train",
@@ -304,6 +306,7 @@ class RunContext:
             "source_info": dict(source_info),
             "test_details": dict(details or {}),
             "config": self.plain,
+            **dict(extra or {}),
         }
         if self.notes():
             record["notes"] = self.notes()

@@ -10,6 +10,7 @@ from torch import nn
 
 from transferlab.data.datasets import ImageData
 from transferlab.data.preprocess import imagenet_stats, normalize_, pool_stats, to_float
+from transferlab.models.features import pooled_features
 
 
 class Preprocessor:
@@ -32,7 +33,6 @@ class Preprocessor:
         return normalize_(x, self.mean, self.std)
 
 
-@torch.no_grad()
 def extract_features(
     backbone: nn.Module,
     images: torch.Tensor,
@@ -42,13 +42,4 @@ def extract_features(
 ) -> torch.Tensor:
     """Pooled features ``(N, num_features)`` of uint8 ``images`` with the backbone in eval mode
     (frozen BatchNorm statistics, no dropout)."""
-    was_training = backbone.training
-    backbone.eval().to(device)
-    chunks = [
-        backbone(prepare(images[i : i + batch_size]).to(device)).float().cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    backbone.train(was_training)
-    if not chunks:
-        return torch.empty(0, int(getattr(backbone, "num_features", 0)))
-    return torch.cat(chunks)
+    return pooled_features(backbone, images, batch_size, device, prepare=prepare)
