@@ -9,9 +9,10 @@ import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import torch
+if TYPE_CHECKING:  # torch loads where tensors are hashed: the CLI's start-up needs this module
+    import torch
 
 
 def config_hash(payload: Mapping[str, Any], length: int = 16) -> str:
@@ -66,6 +67,8 @@ FILE_MODE = _file_mode()
 def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
     """The SHA-256 of named tensors (names, dtypes, shapes and bytes; name order does not
     matter): e.g. a module's ``state_dict()``."""
+    import torch  # noqa: PLC0415 - loaded here so that importing this module stays light
+
     digest = hashlib.sha256()
     for name, tensor in sorted(tensors.items()):
         value = tensor.detach().cpu().contiguous()
