@@ -181,7 +181,7 @@ def test_settings_and_eligibility() -> None:
     pooled = GanFeatureModule(backbone(), 5, features="pooled", input_shape=shape)
     assert image_hook(pooled) is None
     multilayer = GanFeatureModule(backbone(), 5, features="multilayer", input_shape=shape)
-    assert image_hook(multilayer) == "forward"
+    assert image_hook(multilayer) == "features"
     autoencoder = AutoencoderTransferModule(backbone(), 5, mode="linear_probe", input_shape=shape)
     assert image_hook(autoencoder) == "on_fit_start"
 

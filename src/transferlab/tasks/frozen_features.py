@@ -41,6 +41,7 @@ LATE_EPOCH = 1 << 30
 # pooled features, which cached epochs have)
 IMAGE_REGULARIZERS = ("delta",)
 IMAGE_HOOKS = (
+    "features",
     "forward",
     "training_step",
     "validation_step",
@@ -89,7 +90,7 @@ def image_hook(module: ClassifierModule) -> str | None:
     for hook in IMAGE_HOOKS:
         if getattr(type(module), hook) is getattr(ClassifierModule, hook):
             continue
-        if isinstance(module, GanFeatureModule) and hook == "forward":
+        if isinstance(module, GanFeatureModule) and hook == "features":
             if module.feature_kind == "pooled":
                 continue
         return hook
