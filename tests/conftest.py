@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # failed hub lookups retry for ~46 s otherwise
 os.environ.setdefault("TRANSFERLAB_OFFLINE", "1")
 
+import logging  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
@@ -53,6 +54,17 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def drop_stale_log_handlers() -> None:
+    """Earlier in-process runs leave logging handlers on pytest's closed capture streams."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if getattr(getattr(handler, "stream", None), "closed", False):
+                logger.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import functools
 import json
-import logging
 import os
 import pickle
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, drop_stale_log_handlers
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -45,17 +44,6 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 PWNED = "transferlab-catalogue-pwned"
 
 Setup = Callable[[Path], list[str]]
-
-
-def _drop_stale_log_handlers() -> None:
-    """Earlier in-process runs leave logging handlers on pytest's closed capture streams."""
-    loggers = [logging.getLogger()] + [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-    ]
-    for logger in loggers:
-        for handler in list(logger.handlers):
-            if getattr(getattr(handler, "stream", None), "closed", False):
-                logger.removeHandler(handler)
 
 
 def _args(*args: str) -> Setup:
@@ -781,7 +769,7 @@ def test_bad_input_gives_one_clear_line(
 ) -> None:
     if "fashion_mnist" in str(setup) and not FASHION_DIR.is_dir():
         pytest.skip("needs dataset-fashion-mnist")
-    _drop_stale_log_handlers()
+    drop_stale_log_handlers()
     monkeypatch.setenv("TRANSFERLAB_ROOT", str(tmp_path))
     monkeypatch.setenv("TL_CATALOGUE_TMP", str(tmp_path))
     monkeypatch.setenv("TL_CATALOGUE_CACHE", str(source_cache))

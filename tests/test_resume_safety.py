@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import io
 import json
-import logging
 import os
 import shutil
 import signal
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli_command, cli_env, run_cli
+from conftest import cli_command, cli_env, drop_stale_log_handlers, run_cli
 
 from transferlab.cli import eval_main, train_main
 from transferlab.core.checkpoint import read_checkpoint
@@ -36,17 +35,6 @@ QUIET = ("print_config=false", "trainer.enable_progress_bar=false")
 SCRATCH = ("strategy=scratch", "trainer.max_epochs=3")
 
 
-def _drop_stale_log_handlers() -> None:
-    """Earlier in-process runs leave logging handlers on pytest's closed capture streams."""
-    loggers = [logging.getLogger()] + [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-    ]
-    for logger in loggers:
-        for handler in list(logger.handlers):
-            if getattr(getattr(handler, "stream", None), "closed", False):
-                logger.removeHandler(handler)
-
-
 @pytest.fixture
 def cli(tmp_path: Path, source_cache: Path, monkeypatch: pytest.MonkeyPatch, capfd):
     """``cli(*args, entry="train")``: run ``train.py``/``eval.py`` in this process under
@@ -55,7 +43,7 @@ def cli(tmp_path: Path, source_cache: Path, monkeypatch: pytest.MonkeyPatch, cap
     monkeypatch.chdir(tmp_path)
 
     def run(*args: str, entry: str = "train") -> tuple[int, str, str]:
-        _drop_stale_log_handlers()
+        drop_stale_log_handlers()
         capfd.readouterr()
         script = f"{entry}.py"
         argv = [script, *QUIET, f"paths.cache_dir={source_cache}", *args]
