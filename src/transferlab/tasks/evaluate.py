@@ -84,7 +84,7 @@ def run_evaluation(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     module = rebuild_module(payload, record, datamodule.num_classes, datamodule.class_names)
     # evaluation runs once, on one device (a DDP trainer config is not re-launched here)
     trainer = build_trainer(cfg, with_callbacks=False, **single_device_overrides())
-    metrics = merged_metrics(trainer.test(module, datamodule))
+    metrics = merged_metrics(trainer.test(module, datamodule, verbose=False))
     result = {
         "status": "completed",
         "task": "eval",
