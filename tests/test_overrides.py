@@ -47,6 +47,18 @@ def test_sweep_declared_by_an_experiment_file_counts() -> None:
         "train", ["-m", "experiment=fmnist_budgets", "strategy.backbone_lr_ratio=1.0"], True
     )
     assert dropped == {"strategy": {"scratch": ["strategy.backbone_lr_ratio"]}}
+    # a Trainer argument the trainer config lacks does not hide the experiment's sweep
+    _, dropped = expand_overrides(
+        "train",
+        [
+            "-m",
+            "experiment=fmnist_budgets",
+            "strategy.backbone_lr_ratio=1.0",
+            "trainer.fast_dev_run=true",
+        ],
+        True,
+    )
+    assert dropped == {"strategy": {"scratch": ["strategy.backbone_lr_ratio"]}}
 
 
 def test_single_run_and_unknown_keys_are_not_rewritten() -> None:

@@ -69,15 +69,15 @@ def _plain_key(override: Override) -> str | None:
     return key if "." in key and override.package is None else None
 
 
-def _group_sweeps(config_name: str, parsed: Sequence[Override]) -> dict[str, list[str]]:
-    """Config groups swept by the command line or by the composed config's sweeper params."""
+def _group_sweeps(
+    config_name: str, parsed: Sequence[Override], singles: Sequence[str]
+) -> dict[str, list[str]]:
+    """Config groups swept by the command line or by the config's sweeper params, composed
+    with the command's single-valued overrides ``singles``."""
     sweeps: dict[str, list[str]] = {}
-    firsts = [
-        o.input_line for o in parsed if not o.is_sweep_override() and "hydra" not in o.key_or_group
-    ]
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = compose(config_name, overrides=firsts, return_hydra_config=True)
+            cfg = compose(config_name, overrides=list(singles), return_hydra_config=True)
         params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
     except Exception:  # noqa: BLE001 - composition errors are reported by the key check
         params = {}
@@ -142,12 +142,12 @@ def expand_overrides(
     forced = _trainer_additions(config_name, parsed)
     inapplicable: dict[str, dict[str, list[str]]] = {}
     if multirun:
-        sweeps = _group_sweeps(config_name, parsed)
         firsts = [
             f"++{o.input_line}" if o.input_line in forced else o.input_line
             for o in parsed
             if not o.is_sweep_override() and "hydra" not in o.key_or_group
         ]
+        sweeps = _group_sweeps(config_name, parsed, firsts)
         for o in parsed:
             key = _plain_key(o)
             group = key.split(".", 1)[0] if key else None
