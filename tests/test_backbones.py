@@ -130,6 +130,20 @@ def test_small_cnn_size_and_options() -> None:
         build_backbone("small_cnn", input_size=2)
 
 
+def test_small_cnn_pool_first_pools_before_normalising() -> None:
+    """conv-pool-BN-ReLU: the same weights and output size, BN on a quarter of the positions;
+    the output differs from conv-BN-ReLU-pool (BN statistics differ after pooling)."""
+    torch.manual_seed(0)
+    plain = build_backbone("small_cnn", in_chans=1, input_size=28, width=4)
+    pooled = build_backbone("small_cnn", in_chans=1, input_size=28, width=4, pool_first=True)
+    block = pooled.body["conv1"]
+    assert [type(m).__name__ for m in block] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    pooled.load_state_dict(plain.state_dict())
+    x = torch.randn(8, 1, 28, 28)
+    assert pooled(x).shape == plain(x).shape == (8, 128)
+    assert not torch.allclose(pooled(x), plain(x))
+
+
 def test_cifar_resnet_width() -> None:
     backbone = build_backbone("resnet8", input_size=8, width=2)
     assert backbone.num_features == 128

@@ -15,6 +15,7 @@ from PIL import Image
 
 from transferlab.core.config import available_options
 from transferlab.core.errors import ConfigError
+from transferlab.core.results import run_hash
 from transferlab.data import ImageClassificationDataModule
 from transferlab.data.target import target_datamodule
 from transferlab.sources import check_source_overlap, make_source, pretrain_source_key
@@ -153,3 +154,18 @@ def test_allow_overlap_leaves_the_source_cache_keys_unchanged(make_cfg) -> None:
         allowed = {**cfg["source"], "allow_overlap": True}
         keys = {make_source(c).key(cfg["model"], spec) for c in (cfg["source"], allowed)}
         assert len(keys) == 1, strategy
+
+
+def test_late_model_options_at_their_default_keep_keys_and_run_hashes(make_cfg) -> None:
+    """``model.pool_first`` came after runs existed: false (its default) leaves the source key
+    and the run hash as they were; true changes both."""
+    plain = to_plain(make_cfg())
+    _, spec = target_datamodule(
+        plain["data"], plain["seed"], make_source(plain["source"]).requirement
+    )
+    without = {k: v for k, v in plain["model"].items() if k != "pool_first"}
+    assert pretrain_source_key(plain["source"], without, spec) == "32c364f34fd580aa"
+    assert run_hash({**plain, "model": without}) == run_hash(plain)
+    pooled = to_plain(make_cfg("model.pool_first=true"))
+    assert pretrain_source_key(pooled["source"], pooled["model"], spec) != "32c364f34fd580aa"
+    assert run_hash(pooled) != run_hash(plain)

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.core.store import atomic_write_text, config_hash
+from transferlab.core.store import atomic_write_text, config_hash, identity_model_config
 
 RESULTS_FILE = "results.json"
 # top-level keys that do not change what a run computes
@@ -197,4 +197,7 @@ def run_hash(cfg: DictConfig | Mapping[str, Any]) -> str:
     """
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=False)
-    return config_hash({k: v for k, v in cfg.items() if k not in RUN_LOCAL_KEYS})
+    payload = {k: v for k, v in cfg.items() if k not in RUN_LOCAL_KEYS}
+    if isinstance(payload.get("model"), Mapping):
+        payload["model"] = identity_model_config(payload["model"])
+    return config_hash(payload)

@@ -21,6 +21,22 @@ def config_hash(payload: Mapping[str, Any], length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+# model options added after runs and cache entries already existed, with the value that
+# reproduces the earlier behaviour: at that value they are left out of every identity, so
+# those runs resume and those sources and features are found again
+LATE_MODEL_DEFAULTS: dict[str, Any] = {"pool_first": False}
+
+
+def identity_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``model_cfg`` as it enters a cache key or run hash: options of
+    :data:`LATE_MODEL_DEFAULTS` at their default are left out."""
+    return {
+        k: v
+        for k, v in model_cfg.items()
+        if not (k in LATE_MODEL_DEFAULTS and v == LATE_MODEL_DEFAULTS[k])
+    }
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file's bytes (read in 1 MiB blocks)."""
     digest = hashlib.sha256()

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from transferlab.core.checkpoint import cpu_state
 from transferlab.core.errors import SourceError
-from transferlab.core.store import config_hash, file_sha256
+from transferlab.core.store import config_hash, file_sha256, identity_model_config
 from transferlab.data.domains import Domains, make_loader
 from transferlab.models import Backbone, LinearHead
 from transferlab.modules import ClassifierModule
@@ -47,7 +47,7 @@ def source_identity(
         "format": FORMAT_VERSION,
         "kind": "adapt_source",
         "data": {k: v for k, v in data_cfg.items() if k not in _DATA_NON_IDENTITY},
-        "model": dict(model_cfg),
+        "model": identity_model_config(model_cfg),
         "input": dict(input_spec),
         "recipe": dict(recipe),
     }

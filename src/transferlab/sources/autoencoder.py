@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from transferlab.core.checkpoint import read_checkpoint
 from transferlab.core.errors import ConfigError, DivergenceError, SourceError
-from transferlab.core.store import file_sha256
+from transferlab.core.store import file_sha256, identity_model_config
 from transferlab.data.batching import TensorBatchDataset, keep_batch
 from transferlab.models import Backbone
 from transferlab.models.decoders import build_autoencoder
@@ -75,7 +75,7 @@ def autoencoder_identity(
     return {
         "format": FORMAT_VERSION,
         "source": source,
-        "model": dict(model_cfg),
+        "model": identity_model_config(model_cfg),
         "input": dict(input_spec),
     }
 

@@ -12,7 +12,7 @@ import lightning as L
 from safetensors.torch import save_file
 
 from transferlab.core.checkpoint import cpu_state
-from transferlab.core.store import config_hash
+from transferlab.core.store import config_hash, identity_model_config
 from transferlab.modules import ScratchModule
 from transferlab.sources.base import CachedSource, register_source
 from transferlab.sources.training import fit_best_and_test, source_datamodule, source_trainer
@@ -46,7 +46,7 @@ def pretrain_identity(
     return {
         "format": FORMAT_VERSION,
         "source": source,
-        "model": dict(model_cfg),
+        "model": identity_model_config(model_cfg),
         "input": dict(input_spec),
     }
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from transferlab.core.errors import SourceError
-from transferlab.core.store import config_hash, tensors_sha256
+from transferlab.core.store import config_hash, identity_model_config, tensors_sha256
 from transferlab.data.datamodule import ImageClassificationDataModule
 from transferlab.data.switched_inputs import SPLITS
 from transferlab.sources.cache import get_or_build
@@ -52,7 +52,7 @@ def feature_identity(
     return {
         "version": FEATURE_VERSION,
         "weights_sha256": tensors_sha256(backbone.state_dict()),
-        "model": dict(model_cfg),
+        "model": identity_model_config(model_cfg),
         "data": {k: v for k, v in data_cfg.items() if k not in LOADER_ONLY_DATA_KEYS},
         "split_sha256": tensors_sha256(
             {**{s: getattr(split, s) for s in SPLITS}, **{f"{s}.labels": labels[s] for s in SPLITS}}
