@@ -121,7 +121,7 @@ def parse_source(text: str) -> SourceSpec:
         if key in TARGET_KEYS or key in TARGET_GROUPS or key in ("source", "data"):
             raise ConfigError(
                 f"--source '{text}': {key} belongs to the target, not a source; give it "
-                "before the sources (transferlab rank {key}=... --source ...)"
+                f"before the sources (transferlab rank {key}=... --source ...)"
             )
     return SourceSpec(text, kind, overrides)
 
