@@ -233,6 +233,7 @@ def _timed(compute: Callable[[], float]) -> tuple[float, float]:
 def score_source(spec: SourceSpec, plain: Mapping[str, Any], progress: Progress) -> dict[str, Any]:
     """Build one source, read or compute its features, and compute every score."""
     started = time.perf_counter()
+    progress(f"{spec.text}: preparing the source (a missing built source is trained first)")
     datamodule, input_spec, source, _ = run_data(plain)
     seed = plain.get("seed")
     if seed is not None:
@@ -272,7 +273,8 @@ def score_source(spec: SourceSpec, plain: Mapping[str, Any], progress: Progress)
             continue
         inputs = probabilities if score.needs_head else values
         value, seconds = _timed(lambda score=score, inputs=inputs: score.compute(inputs, labels))
-        row["scores"][name], row["seconds"][name] = float(value), round(seconds, 4)
+        # 10 significant digits: rounding noise (a degenerate H-score's C - 1 +- 1e-15) ties
+        row["scores"][name], row["seconds"][name] = float(f"{value:.10g}"), round(seconds, 4)
     row["source_s"] = round(time.perf_counter() - started, 3)
     return row
 
