@@ -177,6 +177,10 @@ def _finished_run() -> Path:
     return out
 
 
+# three sources for ``transferlab rank``; the finished run above is a scratch run (no source)
+RANK_SOURCES = ("--source", "random", "--source", "pretrain", "--source", "pretrain:model=resnet8")
+
+
 def _into_finished_run(*extra: str) -> Setup:
     """Run (with ``extra``) in the directory of a finished run."""
     return lambda tmp: [*SCRATCH_1, f"hydra.run.dir={_finished_run()}", *extra]
@@ -721,6 +725,49 @@ CASES: list[tuple[str, str, Setup, str]] = [
         "transferlab",
         _read_only(lambda tmp: ["report", str(_finished_run()), "--out", str(tmp / READ_ONLY)]),
         "report: Read-only file system",
+    ),
+    # transferlab rank (docs/ranking.md): all refused before a source is built
+    (
+        "rank-source-without-a-kind",
+        "transferlab",
+        _args("rank", "--source", "model=resnet8"),
+        "--source expects KIND[:KEY=VALUE,...] (e.g. imagenet:model=efficientnet_lite0)",
+    ),
+    (
+        "rank-unknown-source-kind",
+        "transferlab",
+        _args("rank", "--source", "imagenett"),
+        "unknown source 'imagenett'; valid: ",
+    ),
+    (
+        "rank-misspelt-key-of-a-source",
+        "transferlab",
+        _args("rank", "--source", "pretrain:source.max_epoch=1"),
+        "(did you mean 'source.max_epochs'?)",
+    ),
+    (
+        "rank-source-that-changes-the-target",
+        "transferlab",
+        _args("rank", "--source", "random:data.classes=[1,2]"),
+        "data.classes belongs to the target, not a source; give it before the sources",
+    ),
+    (
+        "rank-the-same-source-twice",
+        "transferlab",
+        _args("rank", "--source", "random", "--source", "random"),
+        "--source 'random' is given twice",
+    ),
+    (
+        "rank-against-with-two-sources",
+        "transferlab",
+        lambda tmp: ["rank", *RANK_SOURCES[:4], "--against", str(tmp)],
+        "--against needs at least 3 sources to correlate rankings, got 2",
+    ),
+    (
+        "rank-against-a-sweep-without-the-source",
+        "transferlab",
+        lambda tmp: ["rank", *RANK_SOURCES, "--against", str(_finished_run())],
+        "have no finished run for source 'random' (source=random, model=small_cnn",
     ),
 ]
 

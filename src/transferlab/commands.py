@@ -1,4 +1,4 @@
-"""transferlab COMMAND: tools around runs (report, export, bench, predict, data).
+"""transferlab COMMAND: tools around runs (report, export, bench, predict, data, rank).
 
 A command is a name, a help line, a function adding its arguments and a function running it
 (returning the exit code); add one to :data:`COMMANDS`.
@@ -227,6 +227,65 @@ def _run_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="train.py overrides that make the target (data=..., data.classes=..., "
+        "data.labels_per_class=..., seed=..., experiment=...)",
+    )
+    parser.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        metavar="KIND[:KEY=VALUE,...]",
+        help="a source to score: source=KIND plus its own overrides, comma-separated "
+        "(e.g. imagenet:model=efficientnet_lite0,data.image_size=64); repeat for each source",
+    )
+    parser.add_argument(
+        "--against",
+        nargs="+",
+        metavar="DIR",
+        default=None,
+        help="sweep directories with fine-tuned runs of the same sources: Kendall tau and "
+        "weighted tau of each score against their accuracy",
+    )
+    parser.add_argument(
+        "--metric", default="test/acc", help="the accuracy --against reads, default: %(default)s"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("rank"),
+        help="where to write ranking.md/csv/json, default: %(default)s",
+    )
+
+
+def _run_rank(args: argparse.Namespace) -> int:
+    from transferlab.cli.entry import check_group_choices, check_override_keys
+    from transferlab.report.ranking import rank
+    from transferlab.tasks.rank import parse_source, ranking_markdown
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # a Trainer per source:
+        logging.getLogger(name).setLevel(logging.WARNING)  # no banner each time
+    for text in args.source:  # one line for a bad group option or key, before anything runs
+        overrides = [*args.overrides, *parse_source(text).all_overrides]
+        check_group_choices(overrides)
+        check_override_keys("train", overrides)
+    record = rank(
+        args.overrides,
+        args.source,
+        out=args.out,
+        against=args.against,
+        metric=args.metric,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    print(ranking_markdown(record), end="")
+    print(f"\nranking: {args.out / 'ranking.md'} (.csv, .json)")
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {
     "report": (
@@ -253,6 +312,11 @@ COMMANDS: dict[str, Command] = {
         "split sizes, class counts and sample images of a run's data",
         _data_arguments,
         _run_data,
+    ),
+    "rank": (
+        "transferability scores (LogME, LEEP, NCE, H-score) of sources for a target",
+        _rank_arguments,
+        _run_rank,
     ),
 }
 

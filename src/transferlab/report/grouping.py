@@ -66,7 +66,7 @@ def is_debug(run: Mapping[str, Any]) -> bool:
     return isinstance(trainer, Mapping) and is_debug_trainer(trainer)
 
 
-def _is_run_local(key: str) -> bool:
+def is_run_local(key: str) -> bool:
     return any(
         fnmatchcase(key, pattern) or fnmatchcase(key, pattern + ".*")
         for pattern in RUN_LOCAL_CONFIG_KEYS
@@ -106,7 +106,7 @@ def config_leaves(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     that equals the run's seed in every run that has it (``source.target.seed: ${seed}``) is a
     copy of the seed and reads ``<seed>`` (a fixed ``source.seed: 0`` stays a value)."""
     leaves = [
-        {k: v for k, v in flatten(_config(run)).items() if not _is_run_local(k)} for run in runs
+        {k: v for k, v in flatten(_config(run)).items() if not is_run_local(k)} for run in runs
     ]
     seeds = [get_key(run, "seed") for run in runs]
     candidates = {k for one in leaves for k in one if "seed" in k.rsplit(".", 1)[-1]}

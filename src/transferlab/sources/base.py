@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from safetensors.torch import load_file
+from torch import nn
 
+from transferlab.core.errors import SourceError
 from transferlab.core.registry import Registry
 from transferlab.core.schema import SourceTrainingOptions, check_model
 from transferlab.core.specs import InputRequirement
@@ -67,6 +69,17 @@ class Source:
     ) -> dict[str, Any]:
         """Objects for the target module (default: none)."""
         return {}
+
+    def head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
+        """The source's own classifier over ``backbone``'s pooled features (logits of the
+        source classes), in eval mode, for scores such as LEEP; :class:`NoSourceHead` (one
+        line saying why) when the source has none."""
+        raise NoSourceHead(f"source={self.kind} has no classifier of its own")
+
+
+class NoSourceHead(SourceError):
+    """A source without a classification head of its own (random weights, an autoencoder,
+    a backbone whose ImageNet classifier is not kept)."""
 
 
 SOURCES: Registry[type[Source]] = Registry("source")

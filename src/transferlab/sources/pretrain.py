@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -9,12 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from transferlab.core.checkpoint import cpu_state
-from transferlab.core.store import config_hash, identity_model_config
+from transferlab.core.store import config_hash, file_sha256, identity_model_config
+from transferlab.models import Backbone
+from transferlab.models.heads import LinearHead
 from transferlab.modules import ScratchModule
-from transferlab.sources.base import CachedSource, register_source
+from transferlab.sources.base import CachedSource, NoSourceHead, register_source
+from transferlab.sources.cache import ENTRY_META, FILES_SHA256
 from transferlab.sources.training import fit_best_and_test, source_datamodule, source_trainer
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,9 @@ DATA_KEYS = (
     "dataset_kwargs",
 )
 FORMAT_VERSION = 1
+# the pretraining classifier's head (source classes), kept for scores such as LEEP; entries
+# built before it was kept have none (not part of the key: the backbone is the same)
+HEAD_WEIGHTS = "head.safetensors"
 
 
 def pretrain_identity(
@@ -98,6 +107,7 @@ class PretrainSource(CachedSource):
             datamodule,
         )
         save_file(cpu_state(module.backbone), str(weights_path))
+        save_file(cpu_state(module.head), str(entry / HEAD_WEIGHTS))
         return {
             "kind": "pretrain",
             "model": model_cfg["name"],
@@ -105,5 +115,24 @@ class PretrainSource(CachedSource):
             "classes_seen": datamodule.split.classes,
             "class_names_seen": datamodule.class_names,
             **scores,
+            FILES_SHA256: {HEAD_WEIGHTS: file_sha256(entry / HEAD_WEIGHTS)},
             "build_seconds": round(time.time() - started, 2),
         }
+
+    def head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
+        """The pretraining classifier's head (best-on-validation epoch, like the backbone)."""
+        entry = Path(str(info.get("source_dir")))
+        meta = json.loads((entry / ENTRY_META).read_text())
+        if HEAD_WEIGHTS not in (meta.get(FILES_SHA256) or {}):
+            raise NoSourceHead(
+                f"the source entry {entry} was built before source heads were kept: delete "
+                "that directory to rebuild it with its head"
+            )
+        try:
+            state = load_file(str(entry / HEAD_WEIGHTS))
+        except (SafetensorError, OSError) as err:
+            raise NoSourceHead(f"the source head in {entry} cannot be read ({err})") from None
+        weight = state["fc.weight"]
+        head = LinearHead(int(weight.shape[1]), int(weight.shape[0]))
+        head.load_state_dict(state)
+        return head.eval()

@@ -18,9 +18,10 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from transferlab.core.config import config_dir, register_resolvers
+from transferlab.core.specs import InputSpec
 from transferlab.data.datamodule import ImageClassificationDataModule
 from transferlab.data.target import target_datamodule
-from transferlab.sources import check_source_overlap, make_source
+from transferlab.sources import Source, check_source_overlap, make_source
 from transferlab.tasks.classify import source_kind_for
 
 SPLITS = ("train", "val", "test")
@@ -71,9 +72,10 @@ def _source_line(source: Mapping[str, Any]) -> str:
     return f"{kind}, trained on classes {source['classes']} of {where}"
 
 
-def compose_run_config(overrides: Sequence[str]) -> dict[str, Any]:
+def compose_run_config(overrides: Sequence[str], extra: Sequence[str] = ()) -> dict[str, Any]:
     """The ``data``, ``source``, ``model``, ``strategy`` and ``seed`` of ``conf/train.yaml``
-    with ``overrides``, resolved to plain containers."""
+    with ``overrides``, resolved to plain containers, plus the dotted keys ``extra`` (e.g.
+    ``paths.cache_dir``) nested under their sections."""
     register_resolvers()
     GlobalHydra.instance().clear()
     try:
@@ -82,22 +84,34 @@ def compose_run_config(overrides: Sequence[str]) -> dict[str, Any]:
     finally:
         GlobalHydra.instance().clear()
     # only the parts that decide the data: the run directory (a Hydra runtime value) is not set
-    return {key: OmegaConf.to_container(cfg[key], resolve=True) for key in RUN_KEYS} | {
+    plain = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in RUN_KEYS} | {
         "seed": cfg.get("seed")
     }
+    for key in extra:
+        section, _, name = key.rpartition(".")
+        plain.setdefault(section, {})[name] = OmegaConf.select(cfg, key)
+    return plain
 
 
-def run_datamodule(plain: Mapping[str, Any]) -> ImageClassificationDataModule:
-    """The target data module a run of ``plain`` would train on (set up); a source trained on
-    the target's classes is refused as ``train.py`` refuses it (one line naming the keys)."""
+def run_data(
+    plain: Mapping[str, Any],
+) -> tuple[ImageClassificationDataModule, InputSpec, Source, dict[str, Any]]:
+    """The target data module a run of ``plain`` would train on (set up), its input spec,
+    the run's source and the class-overlap record; a source trained on the target's classes
+    is refused as ``train.py`` refuses it (one line naming the keys)."""
     kind = source_kind_for(plain) if "strategy" in plain else plain["source"].get("name")
     source = make_source(plain["source"] if kind != "none" else {"name": "none"})
     min_size = int(plain["model"].get("min_input_size", 1))
-    datamodule, _ = target_datamodule(
+    datamodule, spec = target_datamodule(
         plain["data"], plain.get("seed"), source.requirement.with_min_size(min_size)
     )
-    check_source_overlap(source, datamodule)
-    return datamodule
+    overlap = check_source_overlap(source, datamodule)
+    return datamodule, spec, source, overlap
+
+
+def run_datamodule(plain: Mapping[str, Any]) -> ImageClassificationDataModule:
+    """The target data module a run of ``plain`` would train on (see :func:`run_data`)."""
+    return run_data(plain)[0]
 
 
 def summarize_data(plain: Mapping[str, Any]) -> tuple[DataSummary, ImageClassificationDataModule]:

@@ -18,7 +18,7 @@ from transferlab.core.errors import SourceError
 from transferlab.core.store import config_hash, identity_model_config, tensors_sha256
 from transferlab.data.datamodule import ImageClassificationDataModule
 from transferlab.data.switched_inputs import SPLITS
-from transferlab.sources.cache import get_or_build
+from transferlab.sources.cache import entry_is_valid, get_or_build
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +96,10 @@ def load_or_compute(
     if built:
         return computed, "built"
     return load_file(str(entry / FEATURE_FILES[0])), "read"
+
+
+def read_entry(entry: Path) -> dict[str, torch.Tensor] | None:
+    """The features of ``entry`` if it is a valid entry (nothing is built), else None."""
+    if not entry_is_valid(entry, FEATURE_FILES):
+        return None
+    return load_file(str(entry / FEATURE_FILES[0]))

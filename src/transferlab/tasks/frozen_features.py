@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from torch import nn
 
 from transferlab.core.errors import ConfigError
 from transferlab.core.results import is_debug_trainer
@@ -150,19 +151,22 @@ def describe(phases: FeaturePhases, max_epochs: int | None) -> str:
 
 
 def compute_all(
-    module: ClassifierModule, datamodule: ImageClassificationDataModule, trainer: L.Trainer
+    backbone: nn.Module,
+    datamodule: ImageClassificationDataModule,
+    trainer: L.Trainer,
+    splits: Sequence[str] = SPLITS,
 ) -> dict[str, Any]:
-    """The pooled features of the train, validation and test images (un-augmented, backbone
-    in eval mode, on the trainer's device and in its precision)."""
+    """The pooled features of the ``splits`` images (un-augmented, backbone in eval mode, on
+    the trainer's device and in its precision)."""
     return {
         split: pooled_features(
-            module.backbone,
+            backbone,
             getattr(datamodule, f"{split}_set").images,
             batch_size=int(datamodule.eval_batch_size),
             device=trainer.strategy.root_device,
             context=trainer.precision_plugin.forward_context,
         )
-        for split in SPLITS
+        for split in splits
     }
 
 
@@ -195,7 +199,7 @@ def use_feature_cache(
     )
     entry = feature_entry(Path(plain["paths"]["cache_dir"]), module.backbone.name, identity)
     features, how = load_or_compute(
-        entry, identity, lambda: compute_all(module, datamodule, trainer)
+        entry, identity, lambda: compute_all(module.backbone, datamodule, trainer)
     )
     seconds = time.perf_counter() - started
     phases = FeaturePhases(frozen_epochs(module, trainer.max_epochs))
