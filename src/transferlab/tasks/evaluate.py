@@ -21,6 +21,8 @@ from transferlab.tasks.checkpoints import load_training_checkpoint
 from transferlab.tasks.context import build_trainer, merged_metrics, to_plain
 from transferlab.tasks.distributed import single_device_overrides
 
+TRAINING_ONLY = ("regularizer", "wise_alpha")
+
 
 def rebuild_module(
     payload: Mapping[str, Any],
@@ -34,8 +36,10 @@ def rebuild_module(
     the module (training-only state) keeps its initial values."""
     cfg, spec = run_record["cfg"], InputSpec.of(run_record["input_spec"])
     backbone = make_source({"name": "none"}).build(cfg["model"], spec)  # weights come next
+    # options that act only while training (a Co-Tuning source head, WiSE-FT's source copy)
+    strategy = {**cfg["strategy"], **{k: None for k in TRAINING_ONLY if k in cfg["strategy"]}}
     module = build_strategy(
-        cfg["strategy"], backbone, num_classes, class_names=class_names, input_shape=spec.shape
+        strategy, backbone, num_classes, class_names=class_names, input_shape=spec.shape
     )
     state = dict(payload["state_dict"])
     if partial:
