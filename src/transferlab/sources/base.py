@@ -10,8 +10,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from safetensors.torch import load_file
+from torch import nn
 
+from transferlab.core.errors import SourceError
 from transferlab.core.registry import Registry
 from transferlab.core.schema import SourceTrainingOptions, check_model
 from transferlab.core.specs import InputRequirement
@@ -36,6 +39,8 @@ class Source:
 
     kind: ClassVar[str] = ""
     requirement: ClassVar[InputRequirement] = InputRequirement()
+    # whether it can hand over a classifier head over its own classes (regularizer=cotuning)
+    has_classifier_head: ClassVar[bool] = False
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
         self.cfg = dict(cfg)
@@ -67,6 +72,22 @@ class Source:
     ) -> dict[str, Any]:
         """Objects for the target module (default: none)."""
         return {}
+
+    def classifier_head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
+        """The source's classifier head (pooled features -> source-class logits), trained with
+        the weights ``prepare`` gave ``backbone``; one line when it has none."""
+        raise SourceError(f"source={self.kind} has no classifier head")
+
+
+def linear_head(state: Mapping[str, torch.Tensor], prefix: str, origin: str) -> nn.Linear:
+    """An ``nn.Linear`` holding ``state``'s ``<prefix>weight`` and ``<prefix>bias``; one line
+    naming ``origin`` when they are missing."""
+    weight, bias = state.get(f"{prefix}weight"), state.get(f"{prefix}bias")
+    if weight is None or bias is None or weight.dim() != 2:
+        raise SourceError(f"{origin} holds no classifier head ({prefix}weight and {prefix}bias)")
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    head.load_state_dict({"weight": weight, "bias": bias})
+    return head
 
 
 SOURCES: Registry[type[Source]] = Registry("source")

@@ -9,12 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from transferlab.core.checkpoint import cpu_state
-from transferlab.core.store import config_hash
+from transferlab.core.errors import SourceError
+from transferlab.core.store import config_hash, file_sha256
+from transferlab.models import Backbone
 from transferlab.modules import ScratchModule
-from transferlab.sources.base import CachedSource, register_source
+from transferlab.sources.base import CachedSource, linear_head, register_source
+from transferlab.sources.cache import FILES_SHA256
 from transferlab.sources.training import fit_best_and_test, source_datamodule, source_trainer
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,7 @@ DATA_KEYS = (
     "dataset_kwargs",
 )
 FORMAT_VERSION = 1
+HEAD_WEIGHTS = "head.safetensors"  # the source's classifier head (fc.weight, fc.bias)
 
 
 def pretrain_identity(
@@ -61,7 +66,20 @@ def pretrain_source_key(
 @register_source("pretrain")
 class PretrainSource(CachedSource):
     """Supervised pretraining of the backbone (with a linear head) on ``source.dataset``'s
-    ``source.classes``; the best-on-validation epoch is kept."""
+    ``source.classes``; the best-on-validation epoch is kept, backbone and head (the head for
+    ``regularizer=cotuning``)."""
+
+    has_classifier_head = True
+
+    def classifier_head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
+        path = Path(info["source_dir"]) / HEAD_WEIGHTS
+        if not path.is_file():
+            raise SourceError(
+                f"source entry {path.parent} was built before sources kept their classifier "
+                "head, which regularizer=cotuning needs; delete that directory and run again "
+                "to rebuild it"
+            )
+        return linear_head(load_file(str(path)), "fc.", f"source entry {path.parent}")
 
     def identity(
         self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
@@ -98,7 +116,9 @@ class PretrainSource(CachedSource):
             datamodule,
         )
         save_file(cpu_state(module.backbone), str(weights_path))
+        save_file(cpu_state(module.head), str(entry / HEAD_WEIGHTS))
         return {
+            FILES_SHA256: {HEAD_WEIGHTS: file_sha256(entry / HEAD_WEIGHTS)},
             "kind": "pretrain",
             "model": model_cfg["name"],
             "dataset": source_cfg.get("dataset"),
