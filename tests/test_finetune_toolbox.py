@@ -147,7 +147,7 @@ def test_regularisers_read_the_head_a_subclass_builds(digits) -> None:
 
 
 def test_unknown_methods_and_options_are_one_line_errors() -> None:
-    with pytest.raises(ConfigError, match=r"unknown regularizer 'l3sp'; valid: none, bss, delta"):
+    with pytest.raises(ConfigError, match=r"unknown regularizer 'l3sp'; valid: none, bss, cotuning, delta"):
         _module(regularizer="l3sp")
     with pytest.raises(ConfigError, match=r"unknown peft method 'ia3'; valid: none, bitfit"):
         _module(peft={"name": "ia3"})
