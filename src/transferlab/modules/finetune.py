@@ -172,8 +172,9 @@ class FinetuneModule(ClassifierModule):
             groups.append({"params": extra, "lr_scale": self.backbone_lr_scale(), "name": "reg"})
         return groups
 
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
+    def on_train_start(self) -> None:
+        """A regulariser that reads the training images does so here, at the source weights
+        (not ``on_fit_start``: that hook would keep the frozen-feature cache off)."""
         regularizer = self.regularizer
         if regularizer is None or not regularizer.needs_training_data():
             return  # none needed, or restored from the checkpoint a resumed fit started at
