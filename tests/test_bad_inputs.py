@@ -712,6 +712,28 @@ CASES: list[tuple[str, str, Setup, str]] = [
         "holds no classifier weights",
     ),
     ("export-missing-checkpoint", "transferlab", _args("export", "/nowhere/x.ckpt"), "not found"),
+    # weight averaging and Co-Tuning (issue 16)
+    (
+        "wise-without-source-weights",
+        "train",
+        _args("source=random", "strategy.wise_alpha=0.5"),
+        "strategy.wise_alpha interpolates toward the source's pretrained weights, but "
+        "source=random has none",
+    ),
+    ("wise-alpha-out-of-range", "train", _args("strategy.wise_alpha=1.5"), "wise_alpha=1.5 is"),
+    (
+        "cotuning-without-source-head",
+        "train",
+        _args("source=random", "strategy.regularizer=cotuning"),
+        "needs the source's classifier head",
+    ),
+    (
+        "soup-of-one-run",
+        "transferlab",
+        lambda tmp: ["soup", str(_finished_run())],
+        "a soup needs at least 2 finished classifier runs; found 1",
+    ),
+    ("soup-missing-dir", "transferlab", _args("soup", "/nowhere/sweep"), "no such file"),
     (
         "export-into-a-read-only-folder",
         "transferlab",

@@ -147,7 +147,7 @@ def test_regularisers_read_the_head_a_subclass_builds(digits) -> None:
 
 
 def test_unknown_methods_and_options_are_one_line_errors() -> None:
-    with pytest.raises(ConfigError, match=r"unknown regularizer 'l3sp'; valid: none, bss, delta"):
+    with pytest.raises(ConfigError, match=r"unknown regularizer 'l3sp'; valid: none, bss, cot"):
         _module(regularizer="l3sp")
     with pytest.raises(ConfigError, match=r"unknown peft method 'ia3'; valid: none, bitfit"):
         _module(peft={"name": "ia3"})
@@ -249,6 +249,15 @@ def _run(make_cfg, out: Path, *overrides: str) -> dict:
     [
         ("strategy.regularizer=l2sp", "strategy.peft=bitfit", "strategy.ema=0.9"),
         ("strategy.regularizer.name=delta", "strategy.peft.name=norm", "strategy.mode=lp_ft"),
+        (
+            "strategy.regularizer=cotuning",
+            "strategy.peft.name=lora",
+            "strategy.ema=0.9",
+            "strategy.wise_alpha=[0.5,1.0]",
+            "strategy.mode=lp_ft",
+            "strategy.lp_epochs=1",
+            "trainer.max_epochs=2",
+        ),
     ],
 )
 def test_toolbox_options_compose_and_train(make_cfg, tmp_path: Path, options) -> None:

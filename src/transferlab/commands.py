@@ -1,4 +1,5 @@
-"""transferlab COMMAND: tools around runs (report, export, bench, predict, data, rank).
+"""transferlab COMMAND: tools around runs (report, export, bench, predict, data, rank,
+soup).
 
 A command is a name, a help line, a function adding its arguments and a function running it
 (returning the exit code); add one to :data:`COMMANDS`.
@@ -286,6 +287,52 @@ def _run_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def _soup_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="DIR",
+        help="run or multirun directories of one architecture, source and data split",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write <out>/uniform and <out>/greedy (default: <first DIR>/soup)",
+    )
+    parser.add_argument(
+        "--bn",
+        choices=("recompute", "average"),
+        default="recompute",
+        help="BatchNorm statistics of a soup: recomputed on the training images, or averaged "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--accelerator", default="cpu", help="Lightning accelerator, default: %(default)s"
+    )
+
+
+def _run_soup(args: argparse.Namespace) -> int:
+    from transferlab.tasks.soup import make_soups
+
+    first = Path(args.paths[0])
+    out = args.out or (first.parent if first.is_file() else first) / "soup"
+    made = make_soups(args.paths, out, accelerator=args.accelerator, bn=args.bn)
+    print("| soup / run | ingredients | val/acc | test/acc |\n|---|---|---|---|")
+    for ingredient in made["ingredients"]:
+        test = (ingredient.results.get("metrics") or {}).get("test/acc")
+        shown = f"{test:.4f}" if isinstance(test, float) else "-"
+        print(f"| {ingredient.name} | 1 | {ingredient.val_acc:.4f} | {shown} |")
+    for kind, record in made["soups"].items():
+        metrics = record["metrics"]
+        count = len(record["soup"]["ingredients"])
+        print(f"| {kind} soup | {count} | {metrics['val/acc']:.4f} | {metrics['test/acc']:.4f} |")
+    for note in made["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"results: {out / 'uniform'}, {out / 'greedy'} (transferlab report {out})")
+    return 0
+
+
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {
     "report": (
@@ -317,6 +364,11 @@ COMMANDS: dict[str, Command] = {
         "transferability scores (LogME, LEEP, NCE, H-score) of sources for a target",
         _rank_arguments,
         _run_rank,
+    ),
+    "soup": (
+        "uniform and greedy model soups of finished runs, tested like a run",
+        _soup_arguments,
+        _run_soup,
     ),
 }
 

@@ -13,6 +13,11 @@ that keep the fine-tuned network near its source or its features well conditione
 - ``bss`` (Chen et al. 2019, "Catastrophic forgetting meets negative transfer: batch spectral
   shrinkage"): ``alpha * sum of the k smallest squared singular values`` of the batch's feature
   matrix (the head's input).
+- ``cotuning`` (You et al. 2020, "Co-Tuning for Transfer Learning"): the source's classifier
+  head is kept and trained beside the new one; ``alpha * CE(source_head(features),
+  p(y_s | y_t))`` where the relationship ``p(y_s | y_t)`` is the source head's softmax averaged
+  over the training images of each target class, at the source weights, before training (the
+  paper's direct approach, as TLlib's ``Relationship``).
 
 Each is a :class:`Regularizer` registered in :data:`REGULARIZERS` with its options model; the
 finetune module builds the chosen one once and adds its terms to every training step.
@@ -21,12 +26,13 @@ finetune module builds the chosen one once and adds its terms to every training 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from pydantic import NonNegativeFloat, PositiveInt
 from torch import nn
 
@@ -43,6 +49,8 @@ class ModelParts:
 
     model: nn.Module
     transferred: int
+    # the source's classifier head (source classes from pooled features), where one was handed
+    source_head: nn.Module | None = None
 
     @property
     def backbone(self) -> nn.Module:
@@ -108,6 +116,30 @@ class Regularizer:
         """The weighted loss terms of one training batch (``features``: the head's input), by
         name."""
         raise NotImplementedError
+
+    # what a regulariser with its own trained weights or a statistic of the training data adds
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Weights the regulariser trains beside the model's (outside its state dict)."""
+        return []
+
+    def needs_training_data(self) -> bool:
+        """Whether :meth:`prepare` must see the training images before the first step."""
+        return False
+
+    def prepare(
+        self,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        features: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        """Read the (un-augmented) training batches once, ``features`` the model's pooled
+        features of a batch's inputs, before training starts."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint keeps of the regulariser, so a resumed fit continues it."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore :meth:`state_dict`."""
 
 
 REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
@@ -253,21 +285,112 @@ class BatchSpectralShrinkage(Regularizer):
         return {"bss": self.options.alpha * smallest.pow(2).sum()}
 
 
-# named in the literature and asked for, not built yet: the one line that says why
-NOT_YET = {
-    "cotuning": (
-        "regularizer=cotuning (Co-Tuning) needs the source's classifier head and no source "
-        "hands one over yet (source=pretrain caches only the backbone); use l2sp, delta or bss"
-    ),
-}
+class CoTuningOptions(MethodOptions):
+    alpha: NonNegativeFloat = 2.3  # weight of the source-label loss (TLlib's trade-off)
+
+
+NEEDS_HEAD = (
+    "regularizer=cotuning (Co-Tuning) needs the source's classifier head, and none was handed "
+    "over; use source=pretrain, source=imagenet with model=efficientnet_lite0|1|2, or "
+    "source=checkpoint of a classifier run"
+)
+
+
+def category_relationship(
+    probabilities: torch.Tensor, labels: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """``p(y_s | y_t)``: row ``t`` is the mean of ``probabilities`` (the source head's softmax,
+    ``(N, S)``) over the examples of target class ``t``; a class without examples gets the
+    uniform row. Rows sum to 1."""
+    sums = torch.zeros(num_classes, probabilities.shape[1], dtype=torch.float64)
+    sums.index_add_(0, labels.long(), probabilities.double())
+    counts = torch.bincount(labels.long(), minlength=num_classes).double().unsqueeze(1)
+    uniform = torch.full_like(sums, 1.0 / probabilities.shape[1])
+    return torch.where(counts > 0, sums / counts.clamp_min(1), uniform).float()
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``mean_b sum_s -targets[b, s] * log_softmax(logits)[b, s]`` (TLlib's CoTuningLoss)."""
+    return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
+
+
+@REGULARIZERS.register("cotuning")
+class CoTuning(Regularizer):
+    """``alpha * CE(source_head(features), p(y_s | y_t))`` with the source head trained beside
+    the new one (at the backbone's learning rate, as TLlib) and the relationship learnt from
+    the source head's predictions on the training images before training."""
+
+    Options = CoTuningOptions
+    needs_source = True
+
+    def __init__(self, parts: ModelParts, options: CoTuningOptions) -> None:
+        super().__init__(parts, options)
+        if parts.source_head is None:
+            raise ConfigError(NEEDS_HEAD)
+        # a tuple keeps the head out of the model's state dict: checkpoints stay plain
+        self.head = (parts.source_head,)
+        for param in parts.source_head.parameters():
+            param.requires_grad_(True)
+        self.relationship: torch.Tensor | None = None
+
+    def source_logits(self, features: torch.Tensor) -> torch.Tensor:
+        head = self.head[0]
+        if next(head.parameters()).device != features.device:
+            head.to(features.device)  # in place: the optimizer keeps the same parameters
+        return head(features.flatten(1))
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        return list(self.head[0].parameters())
+
+    def needs_training_data(self) -> bool:
+        return self.relationship is None
+
+    def prepare(
+        self,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        features: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        probabilities, labels = [], []
+        with torch.no_grad():
+            for inputs, batch_labels in batches:
+                logits = self.source_logits(features(inputs))
+                probabilities.append(F.softmax(logits.float(), dim=1).cpu())
+                labels.append(batch_labels.cpu())
+        num_classes = int(self.parts.model.num_classes)
+        self.relationship = category_relationship(
+            torch.cat(probabilities), torch.cat(labels), num_classes
+        )
+
+    def terms(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        features: torch.Tensor,
+        logits: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        if self.relationship is None:
+            raise RuntimeError("regularizer=cotuning: the relationship was not learnt (prepare)")
+        targets = self.relationship.to(features.device)[labels]
+        loss = soft_cross_entropy(self.source_logits(features), targets)
+        return {"cotuning": self.options.alpha * loss}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {f"head.{k}": v for k, v in self.head[0].state_dict().items()}
+        if self.relationship is not None:
+            state["relationship"] = self.relationship
+        return state
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        head = {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
+        if head:
+            self.head[0].load_state_dict(head)
+        if "relationship" in state:
+            self.relationship = state["relationship"].detach().cpu()
 
 
 def check_regularizer(node: str | Mapping[str, Any] | None) -> tuple[str, Any]:
     """``(name, options)`` of a ``strategy.regularizer`` node, checked (``("none", None)``);
     an unknown name is one line listing the valid ones."""
-    asked = node if isinstance(node, str) else (node or {}).get("name")
-    if asked in NOT_YET:
-        raise ConfigError(NOT_YET[asked])
     name = method_name("regularizer", node, REGULARIZERS.names())
     if name == "none":
         return name, None

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from safetensors.torch import load_file
 from torch import nn
 
@@ -38,6 +39,8 @@ class Source:
 
     kind: ClassVar[str] = ""
     requirement: ClassVar[InputRequirement] = InputRequirement()
+    # whether it can hand over a classifier head over its own classes (regularizer=cotuning)
+    has_classifier_head: ClassVar[bool] = False
 
     def __init__(self, cfg: Mapping[str, Any]) -> None:
         self.cfg = dict(cfg)
@@ -70,16 +73,28 @@ class Source:
         """Objects for the target module (default: none)."""
         return {}
 
-    def head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
+    def classifier_head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
         """The source's own classifier over ``backbone``'s pooled features (logits of the
-        source classes), in eval mode, for scores such as LEEP; :class:`NoSourceHead` (one
-        line saying why) when the source has none."""
-        raise NoSourceHead(f"source={self.kind} has no classifier of its own")
+        source classes), trained with the weights ``prepare`` gave ``backbone``, for
+        ``regularizer=cotuning`` and scores such as LEEP; :class:`NoSourceHead` (one line
+        saying why) when the source has none."""
+        raise NoSourceHead(f"source={self.kind} has no classifier head of its own")
 
 
 class NoSourceHead(SourceError):
     """A source without a classification head of its own (random weights, an autoencoder,
-    a backbone whose ImageNet classifier is not kept)."""
+    a backbone whose ImageNet classifier is not kept, an entry built before heads were kept)."""
+
+
+def linear_head(state: Mapping[str, torch.Tensor], prefix: str, origin: str) -> nn.Linear:
+    """An ``nn.Linear`` holding ``state``'s ``<prefix>weight`` and ``<prefix>bias``; one line
+    naming ``origin`` when they are missing."""
+    weight, bias = state.get(f"{prefix}weight"), state.get(f"{prefix}bias")
+    if weight is None or bias is None or weight.dim() != 2:
+        raise NoSourceHead(f"{origin} holds no classifier head ({prefix}weight and {prefix}bias)")
+    head = nn.Linear(weight.shape[1], weight.shape[0])
+    head.load_state_dict({"weight": weight, "bias": bias})
+    return head
 
 
 SOURCES: Registry[type[Source]] = Registry("source")

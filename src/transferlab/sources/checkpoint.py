@@ -6,15 +6,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from torch import nn
+
 from transferlab.core.errors import ConfigError
 from transferlab.models import Backbone
-from transferlab.sources.base import Source, register_source
-from transferlab.sources.weights import apply_backbone_state, check_finite, load_backbone_state
+from transferlab.sources.base import Source, linear_head, register_source
+from transferlab.sources.weights import (
+    apply_backbone_state,
+    check_finite,
+    load_backbone_state,
+    load_state,
+)
+
+HEAD_PREFIX = "head.fc."  # a classifier run's head in its checkpoint or export
 
 
 @register_source("checkpoint")
 class CheckpointSource(Source):
-    """The backbone weights stored in ``source.path``."""
+    """The backbone weights stored in ``source.path`` (and, for ``regularizer=cotuning``, the
+    classifier head of the run that wrote them)."""
+
+    has_classifier_head = True
+
+    def classifier_head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
+        path = info["source_path"]
+        return linear_head(load_state(path), HEAD_PREFIX, f"source.path={path}")
 
     def prepare(
         self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]

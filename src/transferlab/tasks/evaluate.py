@@ -14,12 +14,15 @@ from transferlab.core.checkpoint import state_mismatch
 from transferlab.core.errors import CheckpointError, ConfigError
 from transferlab.core.results import run_identity, write_results
 from transferlab.core.specs import InputRequirement, InputSpec
+from transferlab.data import ImageClassificationDataModule
 from transferlab.data.target import target_datamodule
 from transferlab.modules import ClassifierModule, build_strategy, strategy_spec
 from transferlab.sources import SOURCES, make_source
 from transferlab.tasks.checkpoints import load_training_checkpoint
 from transferlab.tasks.context import build_trainer, merged_metrics, to_plain
 from transferlab.tasks.distributed import single_device_overrides
+
+TRAINING_ONLY = ("regularizer", "wise_alpha")
 
 
 def rebuild_module(
@@ -34,8 +37,10 @@ def rebuild_module(
     the module (training-only state) keeps its initial values."""
     cfg, spec = run_record["cfg"], InputSpec.of(run_record["input_spec"])
     backbone = make_source({"name": "none"}).build(cfg["model"], spec)  # weights come next
+    # options that act only while training (a Co-Tuning source head, WiSE-FT's source copy)
+    strategy = {**cfg["strategy"], **{k: None for k in TRAINING_ONLY if k in cfg["strategy"]}}
     module = build_strategy(
-        cfg["strategy"], backbone, num_classes, class_names=class_names, input_shape=spec.shape
+        strategy, backbone, num_classes, class_names=class_names, input_shape=spec.shape
     )
     state = dict(payload["state_dict"])
     if partial:
@@ -66,6 +71,22 @@ def check_classifier_checkpoint(path: Any, train_cfg: Mapping[str, Any]) -> None
     )
 
 
+def checkpoint_datamodule(
+    record: Mapping[str, Any], data_cfg: Mapping[str, Any]
+) -> ImageClassificationDataModule:
+    """The data module ``data_cfg`` gives with the inputs a checkpoint's run was fed (its
+    source's requirement, its input size; split seed: the run's seed)."""
+    stored = InputSpec.of(record["input_spec"])
+    kind = record["source_info"].get("source", "none")
+    base = SOURCES.get(kind).requirement if kind in SOURCES else InputRequirement()
+    datamodule, spec = target_datamodule(
+        data_cfg, record["cfg"].get("seed"), base.with_min_size(stored.image_size)
+    )
+    if spec.channels != stored.channels:
+        raise ConfigError("the evaluation data has another channel count than the checkpoint")
+    return datamodule
+
+
 def run_evaluation(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` on the target test split; write ``results.json``."""
     started = time.time()
@@ -73,14 +94,7 @@ def run_evaluation(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     train_cfg = record["cfg"]
     check_classifier_checkpoint(cfg.ckpt_path, train_cfg)
     data_cfg = {**train_cfg["data"], **(to_plain(cfg.get("data")) or {})}
-    stored = InputSpec.of(record["input_spec"])
-    kind = record["source_info"].get("source", "none")
-    base = SOURCES.get(kind).requirement if kind in SOURCES else InputRequirement()
-    datamodule, spec = target_datamodule(
-        data_cfg, train_cfg.get("seed"), base.with_min_size(stored.image_size)
-    )
-    if spec.channels != stored.channels:
-        raise ConfigError("the evaluation data has another channel count than the checkpoint")
+    datamodule = checkpoint_datamodule(record, data_cfg)
     module = rebuild_module(payload, record, datamodule.num_classes, datamodule.class_names)
     # evaluation runs once, on one device (a DDP trainer config is not re-launched here)
     trainer = build_trainer(cfg, with_callbacks=False, **single_device_overrides())

@@ -212,7 +212,7 @@ def _head_probabilities(
 ) -> tuple[np.ndarray | None, str | None]:
     """The source head's softmax over the features, or None and why there is none."""
     try:
-        head = source.head(info, backbone)
+        head = source.classifier_head(info, backbone).eval()
     except NoSourceHead as err:
         return None, str(err)
     with torch.no_grad():
