@@ -65,8 +65,19 @@ def test_tiny_benchmark_writes_every_field(tmp_path: Path, capsys, monkeypatch) 
     assert 0.0 <= tta["test_acc"] <= 1.0 and _finite(tta["run_wall_time_s"])
     bf16 = result["bf16_accuracy"]
     assert all(_finite(bf16[k]) for k in ("fp32_test_acc", "bf16_test_acc", "bf16_train_s"))
+    speedrun = result["speedrun"]
+    [seed] = speedrun["seeds"]  # a fresh process on digits: times from the first step and
+    assert speedrun["recipe"] == "fmnist_speedrun" and 0.0 <= seed["test_acc"] <= 1.0
+    for key, at in seed["reached_s"].items():  # from process start, the latter the larger
+        since_start = seed["reached_from_process_start_s"][key]
+        assert (at is None) == (since_start is None)
+        assert at is None or 0 <= at < since_start < seed["process_wall_s"]
+    assert _finite(seed["job_overhead_s"]) and seed["job_overhead_s"] > 0
+    assert speedrun["test_acc"]["values"] == [seed["test_acc"]]
+    assert [_finite(v) and v > 0 for v in result["startup_s"]["values"]] == [True]
     assert _finite(result["peak_rss_mb"]) and result["peak_rss_mb"] > 0
     markdown = (out / "benchmark.md").read_text()
+    assert "## Speed run" in markdown and "## Start-up" in markdown
     assert "| small_cnn | 32-true |" in markdown and "| small_cnn | bf16-mixed |" in markdown
     assert "| small_cnn + channels_last | 32-true |" in markdown
     assert "Time to accuracy" in markdown and "nan" not in markdown.lower()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import psutil
 import torch
 
 
@@ -18,7 +19,10 @@ class TimeToAccuracy(L.Callback):
     record the training time (evaluations excluded) at which each target is first reached.
 
     Test accuracy is only *observed* here (never used to choose anything), as in DAWNBench.
-    ``out`` (optional) receives the record as JSON when training ends.
+    Each target's time is also recorded from the start of the process (interpreter start-up,
+    imports, config, data and Trainer set-up included; evaluations still off the clock), which
+    is what a user of a fresh ``python train.py`` waits for. ``out`` (optional) receives the
+    record as JSON when training ends.
     """
 
     def __init__(
@@ -32,8 +36,10 @@ class TimeToAccuracy(L.Callback):
         self.out = out
         self.curve: list[dict[str, float]] = []
         self.reached: dict[str, float | None] = {f"{t:.2f}": None for t in self.targets}
+        self.reached_from_start: dict[str, float | None] = dict(self.reached)
         self._start = 0.0
         self._paused = 0.0
+        self._process_start = psutil.Process().create_time()
 
     def elapsed(self) -> float:
         """Training seconds since training started, evaluations excluded."""
@@ -60,10 +66,12 @@ class TimeToAccuracy(L.Callback):
         paused_at = time.perf_counter()
         acc = self._test_accuracy(trainer, pl_module)
         self.curve.append({"step": trainer.global_step, "train_s": clock, "test_acc": acc})
+        since_process_start = time.time() - self._process_start - self._paused
         for target in self.targets:
             key = f"{target:.2f}"
             if self.reached[key] is None and acc >= target:
                 self.reached[key] = clock
+                self.reached_from_start[key] = since_process_start
         self._paused += time.perf_counter() - paused_at
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
@@ -82,7 +90,9 @@ class TimeToAccuracy(L.Callback):
         """Targets reached (training seconds, null if never), the curve and the final time."""
         return {
             "reached_s": dict(self.reached),
+            "reached_from_process_start_s": dict(self.reached_from_start),
             "train_s": self.elapsed(),
+            "evaluation_s": self._paused,
             "best_test_acc": max((p["test_acc"] for p in self.curve), default=None),
             "curve": list(self.curve),
         }

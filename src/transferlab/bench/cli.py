@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=tuple(PRESETS),
         default="quick",
         help="tiny: CI smoke run on digits (seconds, numbers meaningless); quick: ratios and "
-        "bf16 in a few minutes; full: everything incl. time to accuracy (~11 min quiet)",
+        "bf16 in a few minutes; full: everything incl. time to accuracy (~11 min quiet); "
+        "speedrun: experiment=fmnist_speedrun over 5 seeds, start-up and per-job overhead",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("benchmark"), help="output folder (default: %(default)s)"

@@ -41,6 +41,38 @@ def throughput_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _spread_text(spread: dict[str, Any], digits: int = 1, unit: str = " s") -> str:
+    values = ", ".join(_num(v, digits) for v in spread["values"])
+    std = f" +- {_num(spread['std'], digits)}" if spread.get("std") is not None else ""
+    median = _num(spread["median"], digits)
+    return f"{_num(spread['mean'], digits)}{std}{unit} (median {median}; {values})"
+
+
+def speedrun_markdown(run: dict[str, Any]) -> list[str]:
+    """The speed run: per target, how many seeds reached it and when (from the first step and
+    from process start), the final accuracy and the per-job overhead over seeds."""
+    seeds = len(run["seeds"])
+    lines = [
+        f"`{run['recipe']}`, {seeds} seeds, each in a fresh process; evaluations off the clock.",
+        "",
+        "| target | seeds reaching it | training time (mean +- std) | from process start |",
+        "|---|---:|---|---|",
+    ]
+    for key, first_step in run["reached_s"].items():
+        from_start = run["reached_from_process_start_s"][key]
+        shown = [
+            _spread_text(x) if x["values"] else "not reached" for x in (first_step, from_start)
+        ]
+        lines.append(f"| {key} | {first_step['reached_by']}/{seeds} | {shown[0]} | {shown[1]} |")
+    lines += [
+        "",
+        f"Final test accuracy: {_spread_text(run['test_acc'], 4, '')}.",
+        f"Per-job overhead (a run's wall time less training and evaluations: set-up, data, "
+        f"test, checkpoints): {_spread_text(run['job_overhead_s'], 2)}.",
+    ]
+    return lines
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     """The whole benchmark as Markdown."""
     machine, settings = result["machine"], result["settings"]
@@ -53,10 +85,15 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"Fashion-MNIST 28x28, batch {settings['batch_size']}, {settings['repeats']} alternating "
         f"repeats, medians; warm-up {settings['warmup_steps']} steps.",
         "",
-        "## Training throughput (scratch training, default augmentation)",
-        "",
-        throughput_markdown(result["throughput"]),
-        "",
+    ]
+    if result["throughput"]:
+        parts += [
+            "## Training throughput (scratch training, default augmentation)",
+            "",
+            throughput_markdown(result["throughput"]),
+            "",
+        ]
+    parts += [
         f"Data path alone (loader + augmentation, 1 thread): "
         f"{_num(result['data_path']['images_per_s'])} images/s.",
     ]
@@ -80,6 +117,16 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"{_num(bf16['fp32_test_acc'], 4)}, bf16-mixed {_num(bf16['bf16_test_acc'], 4)} "
             f"({_num(bf16['acc_difference_points'], 2)} points); training time "
             f"{_num(bf16['fp32_train_s'], 1)} s against {_num(bf16['bf16_train_s'], 1)} s.",
+        ]
+    if result.get("speedrun"):
+        parts += ["", "## Speed run", "", *speedrun_markdown(result["speedrun"])]
+    if result.get("startup_s"):
+        parts += [
+            "",
+            "## Start-up",
+            "",
+            "`import transferlab.cli` in a fresh interpreter: "
+            f"{_spread_text(result['startup_s'], 2)}.",
         ]
     parts += [
         "",

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -287,6 +289,96 @@ def bf16_accuracy(settings: BenchSettings, work_dir: Path, progress: Progress) -
     }
 
 
+# a fresh ``transferlab-train`` process (the console script's code, without relying on PATH)
+TRAIN_PROCESS = (
+    "import sys; from transferlab.cli import train_main; sys.argv[0] = 'transferlab-train'; "
+    "train_main()"
+)
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Per-repeat values with their median, mean and standard deviation."""
+    return {
+        "values": values,
+        "median": statistics.median(values) if values else None,
+        "mean": statistics.fmean(values) if values else None,
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+    }
+
+
+def speedrun_seed(settings: BenchSettings, seed: int, work_dir: Path) -> dict[str, Any]:
+    """The speed-run recipe with ``seed`` in a fresh process, :class:`TimeToAccuracy` attached:
+    time to each target from the first step and from process start, and the run's
+    per-job overhead (its wall time less training and the off-clock evaluations)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    out = work_dir / "time_to_accuracy.json"
+    overrides = [
+        f"experiment={settings.speedrun_recipe}",
+        f"seed={seed}",
+        *settings.recipe_overrides,
+        f"paths.output_dir={work_dir}",
+        f"hydra.run.dir={work_dir}",
+        f"paths.log_dir={work_dir}/logs",
+        f"paths.cache_dir={work_dir}/cache",
+        "print_config=false",
+        "trainer.enable_progress_bar=false",
+        *callback_overrides(settings.speedrun_targets, settings.speedrun_eval_every, out),
+    ]
+    started = time.time()
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN_PROCESS, *overrides], capture_output=True, text=True
+    )
+    process_s = time.time() - started
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+        raise RuntimeError(f"speed run seed {seed} failed: {' '.join(tail)}")
+    tta = json.loads(out.read_text())
+    results = json.loads((work_dir / "results.json").read_text())
+    run_wall = float(results["wall_time_s"])
+    return {
+        "seed": seed,
+        "test_acc": results["metrics"].get("test/acc"),
+        "process_wall_s": process_s,
+        "run_wall_time_s": run_wall,
+        "job_overhead_s": run_wall - tta["train_s"] - tta["evaluation_s"],
+        **tta,
+    }
+
+
+def speedrun(settings: BenchSettings, work_dir: Path, progress: Progress) -> dict[str, Any]:
+    """:func:`speedrun_seed` for every seed of ``settings.speedrun_seeds``, with the spread
+    over seeds of the final accuracy, the times to each target and the per-job overhead."""
+    seeds = []
+    for seed in settings.speedrun_seeds:
+        seeds.append(speedrun_seed(settings, seed, work_dir / f"speedrun_seed{seed}"))
+        progress(f"speed run seed {seed}: reached {seeds[-1]['reached_s']}")
+    summary: dict[str, Any] = {
+        "recipe": settings.speedrun_recipe,
+        "seeds": seeds,
+        "test_acc": _spread([s["test_acc"] for s in seeds]),
+        "job_overhead_s": _spread([s["job_overhead_s"] for s in seeds]),
+    }
+    for clock in ("reached_s", "reached_from_process_start_s"):
+        summary[clock] = {
+            key: {
+                "reached_by": sum(s[clock][key] is not None for s in seeds),
+                **_spread([s[clock][key] for s in seeds if s[clock][key] is not None]),
+            }
+            for key in seeds[0][clock]
+        }
+    return summary
+
+
+def startup(repeats: int) -> dict[str, Any]:
+    """Seconds a fresh interpreter takes to import the CLI (``import transferlab.cli``)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import transferlab.cli"], check=True)
+        times.append(time.perf_counter() - started)
+    return _spread(times)
+
+
 def run_benchmark(
     settings: BenchSettings, work_dir: str | Path, progress: Progress = _stderr
 ) -> dict[str, Any]:
@@ -307,6 +399,12 @@ def run_benchmark(
     if settings.bf16_accuracy_epochs > 0:
         progress(f"bf16 accuracy: {settings.bf16_accuracy_model}")
         result["bf16_accuracy"] = bf16_accuracy(settings, work, progress)
+    if settings.speedrun_recipe:
+        progress(f"speed run: {settings.speedrun_recipe}, seeds {settings.speedrun_seeds}")
+        result["speedrun"] = speedrun(settings, work, progress)
+    if settings.startup_repeats > 0:
+        progress(f"start-up: import transferlab.cli, {settings.startup_repeats} processes")
+        result["startup_s"] = startup(settings.startup_repeats)
     result["peak_rss_mb"] = max_rss_bytes() / 2**20
     result["benchmark_wall_s"] = time.time() - started
     return result

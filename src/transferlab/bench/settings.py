@@ -43,6 +43,14 @@ class BenchSettings:
     dataset: str = "fashion_mnist"
     # extra overrides of the accuracy runs (the tiny preset shrinks them to digits)
     recipe_overrides: tuple[str, ...] = ()
+    # the speed run: ``speedrun_recipe`` as shipped, once per seed, each in a fresh
+    # ``transferlab-train`` process (so the time from process start counts start-up too)
+    speedrun_recipe: str | None = None
+    speedrun_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    speedrun_targets: tuple[float, ...] = (0.90, 0.93)
+    speedrun_eval_every: int = 25
+    # fresh processes timed importing the CLI (0: not measured)
+    startup_repeats: int = 0
 
     def steps_for(self, model: str) -> int:
         """Timed training steps for ``model``."""
@@ -62,6 +70,10 @@ MEMORY_FORMATS = {
 PRESETS: dict[str, BenchSettings] = {
     # CI: every code path in seconds, on the embedded digits; the numbers mean nothing
     "tiny": BenchSettings(
+        speedrun_recipe="fmnist_speedrun",
+        speedrun_seeds=(0,),
+        speedrun_eval_every=2,
+        startup_repeats=1,
         models=("small_cnn",),
         dataset="digits",
         recipe_overrides=("data.dataset=digits", "data.val_per_class=10"),
@@ -100,6 +112,17 @@ PRESETS: dict[str, BenchSettings] = {
         bf16_accuracy_epochs=1,
     ),
 }
+
+
+# the speed run's time to 90% / 93% (5 seeds), the CLI's start-up time and the per-job
+# overhead of a run (what a sweep pays besides training): docs/benchmarks.md
+PRESETS["speedrun"] = BenchSettings(
+    models=(),
+    bf16_models=(),
+    data_path_batches=20,
+    speedrun_recipe="fmnist_speedrun",
+    startup_repeats=5,
+)
 
 
 def preset(name: str, **changes: Any) -> BenchSettings:
