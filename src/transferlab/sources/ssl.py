@@ -26,7 +26,13 @@ from transferlab.core.checkpoint import cpu_state
 from transferlab.core.schema import check_arguments
 from transferlab.models import Backbone
 from transferlab.modules.callbacks import DivergenceGuard
-from transferlab.modules.ssl import SSL_METHODS, KnnProbe, SSLModule, lightly_parts
+from transferlab.modules.ssl import (
+    SSL_METHODS,
+    KnnProbe,
+    SSLModule,
+    TwoViewAugment,
+    lightly_parts,
+)
 from transferlab.sources.base import register_source
 from transferlab.sources.cache import ENTRY_META
 from transferlab.sources.training import SOURCE_LR_HINT, source_trainer
@@ -60,6 +66,7 @@ class SSLSource(UnlabelledSource):
         SSL_METHODS.get(str(self.cfg.get("method")))
         values = {k: self.cfg[k] for k in MODULE_KEYS if self.cfg.get(k) is not None}
         check_arguments("source", values, [SSLModule.__init__], accepted=MODULE_KEYS)
+        TwoViewAugment(**dict(self.cfg.get("augment") or {}))
         lightly_parts()
 
     def describe(self) -> str:
