@@ -10,9 +10,10 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, drop_stale_log_handlers
 from torch.utils.data import DataLoader, TensorDataset
 
+from transferlab.commands import main as commands_main
 from transferlab.core.errors import ConfigError
 from transferlab.core.store import config_hash
 from transferlab.models import build_backbone
@@ -192,3 +193,14 @@ def test_linear_probe_on_an_ssl_source_runs_end_to_end(make_cfg, tmp_path) -> No
     info = record["source_info"]
     assert info["source"] == "ssl" and info["source_method"] == "byol"
     assert 0 < info["source_knn_acc"] <= 1.0 and info["source_classes_seen"] == [5, 6, 7, 8, 9]
+
+
+def test_rank_scores_an_ssl_source_without_a_head(tmp_path, source_cache) -> None:
+    drop_stale_log_handlers()
+    ssl = "ssl:source.method=simclr,source.max_epochs=2,source.batch_size=64"
+    args = ["--source", "random", "--source", ssl, "--out", str(tmp_path / "rank")]
+    assert commands_main(["rank", f"paths.cache_dir={source_cache}", *args]) == 0
+    record = json.loads((tmp_path / "rank" / "ranking.json").read_text())
+    row = next(r for r in record["sources"] if r["source"] == ssl)
+    assert set(row["scores"]) == {"logme", "hscore", "hscore_shrinkage"}
+    assert "LEEP, NCE skipped: source=ssl has no classifier" in row["notes"][0]
