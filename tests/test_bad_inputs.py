@@ -336,6 +336,11 @@ class Faulty:
         return self.setup(tmp)
 
 
+def _without_lightly(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lightly is not installed (``import lightly`` fails)."""
+    monkeypatch.setitem(sys.modules, "lightly", None)
+
+
 def _read_only_folder(tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Creating a folder below ``tmp/read-only`` fails as on a read-only file system."""
     protected, real_mkdir = tmp / READ_ONLY, Path.mkdir
@@ -609,6 +614,25 @@ CASES: list[tuple[str, str, Setup, str]] = [
         lambda t: [*_image_folder(t, strategy="finetune"), "data.classes=[0,1]"],
         "source.classes=[0, 1, 2, 3, 4]: image_folder has 2 classes: class index 2 is out",
     ),
+    # self-supervised sources: the method, the views, the library
+    (
+        "ssl-unknown-method",
+        "train",
+        _args("source=ssl", "source.method=dino"),
+        "unknown source.method 'dino'; valid: barlowtwins, byol, moco, simclr, simsiam, vicreg",
+    ),
+    (
+        "ssl-crop-scale-out-of-range",
+        "train",
+        _args("source=ssl", "source.augment.min_scale=1.5"),
+        "source.augment: min_scale must be in (0, 1]",
+    ),
+    (
+        "ssl-without-lightly",
+        "train",
+        Faulty(_args("source=ssl"), _without_lightly),
+        "source=ssl needs the lightly library: pip install -e '.[ssl]'",
+    ),
     # leakage: a source never trains on target classes unless source.allow_overlap=true
     (
         "source-overlaps-the-target",
@@ -627,6 +651,12 @@ CASES: list[tuple[str, str, Setup, str]] = [
         "train",
         _args("strategy=autoencoder", "source.classes=[5,6]"),
         "source.data=target_pool",
+    ),
+    (
+        "ssl-source-overlaps-the-target",
+        "train",
+        _args("source=ssl", "source.classes=[5,6]"),
+        "source=ssl trains on target classes of digits ('5', '6')",
     ),
     (
         "transfer-gan-source-overlaps-the-target",

@@ -28,7 +28,7 @@ from torchvision.utils import make_grid, save_image
 from transferlab.core.errors import ConfigError
 from transferlab.models.decoders import Autoencoder, build_autoencoder
 from transferlab.modules.finetune import FinetuneModule
-from transferlab.modules.optim import build_optimizer, build_scheduler
+from transferlab.modules.optim import optimizer_config
 from transferlab.modules.registry import register_strategy
 
 log = logging.getLogger(__name__)
@@ -155,16 +155,8 @@ class AutoencoderModule(L.LightningModule):
         self.log("val/mean_image_loss", baseline, on_epoch=True)
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer([{"params": list(self.parameters())}], self.optimizer_cfg)
-        steps = int(self.trainer.estimated_stepping_batches)
-        per_epoch = max(1, steps // max(1, int(self.trainer.max_epochs or 1)))
-        scheduler = build_scheduler(optimizer, self.scheduler_cfg, steps, per_epoch)
-        if scheduler is None:
-            return optimizer
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-        }
+        params = [{"params": list(self.parameters())}]
+        return optimizer_config(self.trainer, params, self.optimizer_cfg, self.scheduler_cfg)
 
 
 # ----------------------------------------------------------------------------- evaluation

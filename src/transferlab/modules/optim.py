@@ -111,3 +111,21 @@ def build_scheduler(
     if main is None:
         return ramp
     return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def optimizer_config(
+    trainer: Any,
+    param_groups: Iterable[dict],
+    optimizer_cfg: Mapping[str, Any],
+    scheduler_cfg: Mapping[str, Any] | None,
+) -> Any:
+    """``configure_optimizers``'s answer for a pretraining module: the optimizer over
+    ``param_groups`` and, unless ``scheduler_cfg`` is none, its per-step schedule over the
+    ``trainer``'s estimated steps."""
+    optimizer = build_optimizer(param_groups, optimizer_cfg)
+    steps = int(trainer.estimated_stepping_batches)
+    per_epoch = max(1, steps // max(1, int(trainer.max_epochs or 1)))
+    scheduler = build_scheduler(optimizer, scheduler_cfg, steps, per_epoch)
+    if scheduler is None:
+        return optimizer
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,6 +1,6 @@
 """Where a backbone's starting weights come from: one :class:`Source` per ``source=`` option
 (``none``, ``random``, ``imagenet``, ``checkpoint``, and the cached pretraining runs
-``pretrain``, ``autoencoder``, ``gan``), registered by name.
+``pretrain``, ``autoencoder``, ``gan``, ``ssl``), registered by name.
 
 :func:`prepare_backbone` builds the configured backbone and loads the configured source into it,
 building (and caching) a pretraining source when needed. A new source is one module in this

@@ -1,10 +1,8 @@
 """An autoencoder pretrained on unlabelled images, built on demand and cached as a source.
 
-``data: source`` pretrains on the images of a source data set / class subset; ``data:
-target_pool`` on the target's training pool with its labels dropped (the classic low-label
-protocol): the target's validation images (carved with the run's seed) and test images are never
-used. A fraction of the pretraining pool is held out to measure the reconstruction error against
-the trivial baseline (predicting the mean training image). The entry holds the encoder as
+The data modes (``data: source`` or ``target_pool``) and the held-out split are those of
+:mod:`transferlab.sources.unlabelled`; the held-out images measure the reconstruction error
+against the trivial baseline (predicting the mean training image). The entry holds the encoder as
 ``backbone.safetensors``, the decoder (and mean image) as ``decoder.safetensors``, and
 ``reconstructions.png``.
 """
@@ -20,15 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from safetensors.torch import load_file, save_file
-from torch.utils.data import DataLoader
 
 from transferlab.core.checkpoint import read_checkpoint
-from transferlab.core.errors import ConfigError, DivergenceError, SourceError
-from transferlab.core.store import file_sha256, identity_model_config
-from transferlab.data.batching import TensorBatchDataset, keep_batch
+from transferlab.core.errors import DivergenceError, SourceError
+from transferlab.core.store import file_sha256
 from transferlab.models import Backbone
 from transferlab.models.decoders import build_autoencoder
 from transferlab.modules.autoencoder import (
@@ -39,109 +34,36 @@ from transferlab.modules.autoencoder import (
     save_reconstruction_grid,
 )
 from transferlab.modules.callbacks import DivergenceGuard
-from transferlab.sources.base import CachedSource, register_source
+from transferlab.sources.base import register_source
 from transferlab.sources.cache import ENTRY_META
-from transferlab.sources.training import SOURCE_LR_HINT, source_datamodule, source_trainer
+from transferlab.sources.training import SOURCE_LR_HINT, source_trainer
+from transferlab.sources.unlabelled import (
+    UnlabelledSource,
+    image_loader,
+    pretraining_images,
+    unlabelled_identity,
+)
 
 log = logging.getLogger(__name__)
 
-DATA_MODES = ("source", "target_pool")
-NON_IDENTITY_KEYS = ("name", "cache_dir", "accelerator", "allow_overlap")
-SOURCE_DATA_KEYS = ("dataset", "root", "download", "dataset_kwargs", "classes")
 MODULE_KEYS = ("variant", "noise", "noise_std", "drop_prob", "mask_ratio", "patch_size")
 FORMAT_VERSION = 1
 DECODER_WEIGHTS = "decoder.safetensors"
-NO_LABEL = -1  # the pretraining images carry no labels
-
-
-def data_mode(source_cfg: Mapping[str, Any]) -> str:
-    """``source`` or ``target_pool``; a ConfigError for anything else."""
-    mode = str(source_cfg.get("data", "source"))
-    if mode not in DATA_MODES:
-        raise ConfigError(
-            f"source.data={mode!r} is invalid; use source (source.dataset/classes) or "
-            "target_pool (the target's training images without labels)"
-        )
-    return mode
 
 
 def autoencoder_identity(
     source_cfg: Mapping[str, Any], model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Everything that decides the built weights: keys of the other data mode are left out."""
-    mode = data_mode(source_cfg)
-    dropped = (*NON_IDENTITY_KEYS, *(("target",) if mode == "source" else SOURCE_DATA_KEYS))
-    source = {k: v for k, v in source_cfg.items() if k not in dropped}
-    return {
-        "format": FORMAT_VERSION,
-        "source": source,
-        "model": identity_model_config(model_cfg),
-        "input": dict(input_spec),
-    }
-
-
-def pretraining_images(
-    source_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """(training images, held-out images, what they are) for the configured data mode."""
-    mode = data_mode(source_cfg)
-    seed = int(source_cfg.get("seed", 0))
-    if mode == "source":
-        data = {k: source_cfg[k] for k in SOURCE_DATA_KEYS if k in source_cfg}
-        split_seed = seed
-    else:  # the target's own split: the same validation images are carved out and skipped
-        target = dict(source_cfg.get("target") or {})
-        data = {k: target[k] for k in SOURCE_DATA_KEYS if k in target}
-        data.update(
-            val_per_class=target.get("val_per_class"), val_fraction=target.get("val_fraction")
-        )
-        split_seed = int(target.get("seed") or 0)
-    key = "source.classes" if mode == "source" else "data.classes"
-    datamodule = source_datamodule(data, input_spec, split_seed, key=key)
-    pool = datamodule.train_set.images
-    fraction = float(source_cfg.get("holdout_fraction", 0.1))
-    if not 0 < fraction < 1:
-        raise ConfigError(f"source.holdout_fraction={fraction} is invalid; use a number in (0, 1)")
-    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))
-    held = max(1, round(fraction * len(pool)))
-    if held >= len(pool):
-        raise ConfigError(f"the pretraining pool has only {len(pool)} images; it needs >= 2")
-    info = {
-        "data": mode,
-        "dataset": datamodule.dataset_name,
-        "classes_seen": datamodule.split.classes,
-        "class_names_seen": datamodule.class_names,
-        "images_train": len(pool) - held,
-        "images_holdout": held,
-    }
-    return pool[order[held:].sort().values], pool[order[:held].sort().values], info
-
-
-def _loader(images: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    dataset = TensorBatchDataset(images, torch.full((len(images),), NO_LABEL))
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=keep_batch
-    )
+    return unlabelled_identity(source_cfg, model_cfg, input_spec, FORMAT_VERSION)
 
 
 @register_source("autoencoder")
-class AutoencoderSource(CachedSource):
+class AutoencoderSource(UnlabelledSource):
     """An autoencoder (plain, denoising or masked) pretrained on unlabelled images; its
     encoder is the backbone, and it hands its decoder to the target module."""
 
-    def identity(
-        self, model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        return autoencoder_identity(self.cfg, model_cfg, input_spec)
-
-    def check(self, model_cfg: Mapping[str, Any]) -> None:
-        data_mode(self.cfg)
-
-    def trained_on(self) -> Mapping[str, Any] | None:
-        """The source classes in ``data: source`` mode; None on the target's own pool (its
-        unlabelled training images: the intended protocol, not an overlap)."""
-        return super().trained_on() if data_mode(self.cfg) == "source" else None
+    format_version = FORMAT_VERSION
 
     def describe(self) -> str:
         return f"{self.cfg.get('variant')}, data={self.cfg.get('data', 'source')}"
@@ -215,8 +137,8 @@ def train_autoencoder(
     try:
         trainer.fit(
             module,
-            _loader(train_images, batch_size, shuffle=True, seed=seed),
-            _loader(held_images, 512, shuffle=False, seed=seed),
+            image_loader(train_images, batch_size, shuffle=True, seed=seed),
+            image_loader(held_images, 512, shuffle=False, seed=seed),
         )
     except DivergenceError as err:
         last = Path(checkpoint.last_model_path or checkpoints / "last.ckpt")

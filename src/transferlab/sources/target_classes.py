@@ -2,7 +2,7 @@
 data set must not have seen a target class, or the run's "N labels per class" would be a lie
 (the source saw every training image of those classes, with labels for ``source=pretrain``).
 
-:func:`check_source_overlap` runs before any source is built. ``source=autoencoder
+:func:`check_source_overlap` runs before any source is built. ``source=autoencoder|ssl
 source.data=target_pool`` trains on the target's own training pool without labels, the
 intended low-label protocol, and is not checked. ``source.allow_overlap=true`` accepts an
 overlap on purpose (e.g. Yosinski's BnB control); the run's ``source_info`` then records it.
@@ -19,6 +19,7 @@ from transferlab.core.errors import ConfigError
 from transferlab.data import ImageClassificationDataModule
 from transferlab.data.splits import format_classes, n_classes, resolve_classes
 from transferlab.sources.base import Source
+from transferlab.sources.unlabelled import UnlabelledSource
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def same_dataset(trained: Mapping[str, Any], target: ImageClassificationDataModu
 
 def _instead(source: Source) -> str:
     """What to do instead of an overlapping source, for the error line."""
-    pool = ", source.data=target_pool" if source.kind == "autoencoder" else ""
+    pool = ", source.data=target_pool" if isinstance(source, UnlabelledSource) else ""
     return (
         f"use source=imagenet{pool} or strategy=scratch, or set {OVERRIDE} to accept the "
         "overlap (recorded in the results)"
