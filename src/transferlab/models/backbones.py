@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -32,11 +33,15 @@ __all__ = [
     "register_backbone",
 ]
 
+logger = logging.getLogger(__name__)
+
 NO_IMAGENET = (
     "has no ImageNet weights; offline alternatives: source=pretrain (pretrain it on a data set "
     "here) or source=checkpoint source.path=<.ckpt|.safetensors>"
 )
-SMALL_INPUT_AUTO_MAX = 64  # small_input=None means small_input = input_size <= this
+# small_input=None (auto) means small_input = input_size <= this, except with ImageNet
+# weights (pretrained=True), whose stem auto never replaces
+SMALL_INPUT_AUTO_MAX = 64
 
 
 class Backbone(nn.Module):
@@ -181,8 +186,9 @@ def build_backbone(
 ) -> Backbone:
     """Build backbone ``name`` for ``in_chans`` x ``input_size`` x ``input_size`` inputs.
 
-    ``small_input=None`` means auto: True when ``input_size <= 64`` (it adapts ImageNet-style
-    stems to tiny images). ``pretrained=True`` asks torchvision/timm for ImageNet weights.
+    ``small_input=None`` means auto: True when ``input_size <= 64`` and not ``pretrained`` (it
+    adapts ImageNet-style stems to tiny images but never re-initialises a pretrained stem).
+    ``pretrained=True`` asks torchvision/timm for ImageNet weights.
     """
     _check_options(name, kwargs)
     if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
@@ -190,7 +196,7 @@ def build_backbone(
     if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1:
         raise ConfigError(f"input_size must be a positive integer, got {input_size!r}")
     if small_input is None:
-        small_input = input_size <= SMALL_INPUT_AUTO_MAX
+        small_input = input_size <= SMALL_INPUT_AUTO_MAX and not pretrained
     return _builder(name)(in_chans, input_size, bool(small_input), bool(pretrained), **kwargs)
 
 
@@ -409,6 +415,12 @@ def _tv_resnet(
     weights = _tv_weights(arch) if pretrained else None
     model = getattr(torchvision.models, arch)(weights=weights)
     if small_input:
+        if pretrained:
+            logger.warning(
+                "model.small_input=true: %s's pretrained 7x7/2 conv1 and max-pool replaced by a "
+                "randomly initialised 3x3/1 conv and no max-pool (the rest stays pretrained)",
+                arch,
+            )
         conv1: nn.Module = _init_conv(nn.Conv2d(in_chans, 64, 3, 1, 1, bias=False))
         maxpool: nn.Module = nn.Identity()
     else:
@@ -428,8 +440,8 @@ def _tv_resnet(
 _RESNET_DOC = """torchvision {arch} without its fc layer ({features}-d pooled features).
 
 ``in_chans != 3`` replaces conv1 (from the RGB kernels when pretrained). ``small_input``
-replaces the 7x7/2 conv1 by a randomly initialised 3x3/1 conv and drops the max-pool, so
-with ImageNet weights the stem conv is re-initialised (the rest stays pretrained).
+replaces the 7x7/2 conv1 by a randomly initialised 3x3/1 conv and drops the max-pool; auto
+never does so with ImageNet weights, an explicit ``small_input=true`` does and logs it.
 """
 
 
