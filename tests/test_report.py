@@ -183,7 +183,13 @@ def test_failed_runs_counted_not_averaged(built: tuple[dict, Path]) -> None:
     g = group(report["groups"], "scratch", None)
     assert (g["n"], g["n_failed"], g["mean"]) == (1, 1, 0.96)
     assert g["failed"][0]["error"] == "RuntimeError: boom" and g["failed"][0]["seed"] == 0
-    assert report["counts"] == {"runs": 15, "completed": 14, "failed": 1, "debug_left_out": 0}
+    assert report["counts"] == {
+        "runs": 15,
+        "completed": 14,
+        "failed": 1,
+        "missing": 0,
+        "debug_left_out": 0,
+    }
     assert len(report["failed"]) == 1
     text = (out / "report.md").read_text()
     assert "RuntimeError: boom" in text and "0.960 ± – (n=1, 1 failed)" in text

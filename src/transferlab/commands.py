@@ -130,8 +130,10 @@ def _run_report(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     counts = report["counts"]
     debug = f", {counts['debug_left_out']} debug left out" if counts["debug_left_out"] else ""
+    missing = f", {counts['missing']} missing" if counts.get("missing") else ""
     print(
-        f"\n{counts['runs']} runs ({counts['failed']} failed{debug}); report: {out / 'report.md'}"
+        f"\n{counts['runs']} runs ({counts['failed']} failed{missing}{debug}); "
+        f"report: {out / 'report.md'}"
     )
     return 0
 

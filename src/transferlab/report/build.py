@@ -21,8 +21,10 @@ from transferlab.report.grouping import (
 from transferlab.report.runs import (
     EXPERIMENT_KEYS,
     PATH_KEY,
+    RESULTS_FILE,
     budget_sort_key,
     drop_superseded,
+    find_missing,
     has_key,
     is_completed,
     load_runs,
@@ -212,6 +214,26 @@ def _legend(report: Mapping[str, Any]) -> list[str]:
     ]
 
 
+MISSING_LISTED = 20  # job dirs named one by one in the notes
+
+
+def _missing_notes(missing: Sequence[Path]) -> list[str]:
+    """Notes naming the job directories without a results file."""
+    if not missing:
+        return []
+    named = ", ".join(str(m) for m in missing[:MISSING_LISTED])
+    more = f" and {len(missing) - MISSING_LISTED} more" if len(missing) > MISSING_LISTED else ""
+    return [
+        f"{len(missing)} missing jobs (a job dir with no {RESULTS_FILE}: killed from outside "
+        f"or still running; in no table): {named}{more}"
+    ]
+
+
+def _missing(counts: Mapping[str, Any]) -> str:
+    n = counts.get("missing", 0)
+    return f", {n} missing (job dirs without a results file, see Notes)" if n else ""
+
+
 def _markdown(report: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) -> str:
     metric, budget_key = report["metric"], report["budget_key"]
     counts = report["counts"]
@@ -222,7 +244,8 @@ def _markdown(report: Mapping[str, Any], groups: Sequence[Mapping[str, Any]]) ->
         "",
         *_legend(report),
         f"Runs: {counts['runs']} found, {counts['completed']} finished, {counts['failed']} "
-        f"failed (failed runs are counted and listed, never averaged){debug}.",
+        f"failed (failed runs are counted and listed, never averaged){_missing(counts)}"
+        f"{debug}.",
         "",
         f"## {metric} by method" + (f" and {budget_key}" if budget_key else ""),
         "",
@@ -320,12 +343,15 @@ def build_report(
     """
     paths = [Path(p) for p in paths]
     runs = load_runs(paths)
+    missing = find_missing(paths)
     if not runs:
+        jobs = f" ({len(missing)} job dirs without one)" if missing else ""
         raise ConfigError(
-            f"no results.json under {', '.join(map(str, paths)) or '(no paths)'}; "
+            f"no results.json under {', '.join(map(str, paths)) or '(no paths)'}{jobs}; "
             "give run or multirun directories"
         )
     runs, notes = select_task(runs, task)
+    notes += _missing_notes(missing)
     if not runs:
         raise ConfigError(f"no '{task}' runs; use task train, eval or all")
     runs, dropped = drop_superseded(runs)
@@ -391,8 +417,10 @@ def build_report(
                 "runs": len(runs),
                 "completed": len(runs) - n_failed,
                 "failed": n_failed,
+                "missing": len(missing),
                 "debug_left_out": n_debug,
             },
+            "missing": [str(m) for m in missing],
             "groups": groups,
             "paired": paired,
             "failed": [

@@ -39,6 +39,21 @@ def find_results(paths: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
+def find_missing(paths: Iterable[str | Path]) -> list[Path]:
+    """Job directories (Hydra's ``.hydra/config.yaml`` inside) under the given directories that
+    hold no ``results.json``: jobs killed from outside, or still running."""
+    found: dict[Path, None] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            continue
+        for config in sorted(path.rglob(".hydra/config.yaml"), key=_natural_key):
+            job = config.parent.parent
+            if not (job / RESULTS_FILE).exists():
+                found.setdefault(job.resolve(), None)
+    return list(found)
+
+
 def load_runs(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     """Load the results files under ``paths`` (files or directories, searched recursively).
 
