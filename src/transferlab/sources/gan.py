@@ -139,6 +139,7 @@ def train_gan_source(
         str(source_cfg["cache_dir"]),
         generator.to_unit,
         str(source_cfg.get("accelerator", "cpu")),
+        caps=source_cfg,  # a quick (capped) GAN gets an equally capped extractor
     )
     n = int(fid_cfg.get("num_samples", 2000))
     real = real_images(datamodule, n, seed)
