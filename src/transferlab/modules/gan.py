@@ -251,8 +251,9 @@ def recalibrate_batchnorm(
         norm.reset_running_stats()
         norm.momentum = None  # a cumulative average over all batches
     trunk.train()
-    for start in range(0, len(images), batch_size):
-        trunk(images[start : start + batch_size].to(device))
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            trunk(images[start : start + batch_size].to(device))
     for norm in norms:
         norm.momentum = 0.1
     trunk.train(was_training)

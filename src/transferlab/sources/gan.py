@@ -52,6 +52,26 @@ SAMPLES = "samples.png"
 NON_IDENTITY = ("fid",)
 
 
+def recalibration_images(
+    datamodule: ImageClassificationDataModule, source_cfg: Mapping[str, Any]
+) -> torch.Tensor:
+    """The real images the discriminator's BatchNorm statistics are re-estimated on: all the
+    training images, or with ``limit_train_batches`` (quick runs) a seeded random subset of
+    as many as one capped epoch reads."""
+    images = datamodule.train_set.images
+    limit = source_cfg.get("limit_train_batches")
+    if limit is None or limit == 1.0:
+        return images
+    if isinstance(limit, float):
+        count = int(len(images) * limit)
+    else:
+        count = int(limit) * int(source_cfg.get("batch_size", 64))
+    if count >= len(images):
+        return images
+    generator = torch.Generator().manual_seed(int(source_cfg.get("seed") or 0))
+    return images[torch.randperm(len(images), generator=generator)[: max(count, 2)]]
+
+
 def gan_source_key(
     source_cfg: Mapping[str, Any], model_cfg: Mapping[str, Any], input_spec: Mapping[str, Any]
 ) -> str:
@@ -152,7 +172,7 @@ def train_gan_source(
     trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
     module.cpu()
     trained = image_quality(extractor, real, module.sample(len(real), seed=seed))
-    recalibrate_batchnorm(discriminator.trunk, datamodule.train_set.images)
+    recalibrate_batchnorm(discriminator.trunk, recalibration_images(datamodule, source_cfg))
     save_file(cpu_state(discriminator.trunk), str(weights_path))
     save_file(cpu_state(discriminator.head), str(entry / HEAD_WEIGHTS))
     save_file(cpu_state(generator), str(entry / GENERATOR_WEIGHTS))
