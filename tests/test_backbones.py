@@ -19,11 +19,13 @@ from transferlab.models import (
     imagenet_weights_info,
     register_backbone,
 )
-from transferlab.models.backbones import _adapt_first_conv
+from transferlab.models.backbones import _adapt_first_conv, backbone_spec
 
 # (name, options) of every registered backbone but vgg16 (tested separately: it is big).
 SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("small_cnn", {}),
+    ("lenet5", {}),
+    ("cnn_c32_64_64", {}),
     ("resnet8", {}),
     ("resnet20", {}),
     ("resnet18", {}),
@@ -33,6 +35,11 @@ SMALL_CASES: list[tuple[str, dict[str, Any]]] = [
     ("timm", {"model_name": "mobilenetv3_small_050"}),
 ]
 SIZE = 16
+
+
+def _size(name: str) -> int:
+    """SIZE, or the backbone's smallest input where that is larger (cnn_c32_64_64: 18)."""
+    return max(SIZE, backbone_spec(name).min_input_size)
 
 
 def _case_id(case: tuple[str, dict[str, Any]]) -> str:
@@ -72,12 +79,13 @@ def test_registry_lists_all_builders() -> None:
 @pytest.mark.parametrize("in_chans", [1, 3])
 def test_forward_shape_and_stages(case: tuple[str, dict[str, Any]], in_chans: int) -> None:
     name, options = case
-    backbone = build_backbone(name, in_chans=in_chans, input_size=SIZE, **options)
+    size = _size(name)
+    backbone = build_backbone(name, in_chans=in_chans, input_size=size, **options)
     assert isinstance(backbone, Backbone) and backbone.name == name
-    out = backbone(torch.randn(2, in_chans, SIZE, SIZE))
+    out = backbone(torch.randn(2, in_chans, size, size))
     assert out.shape == (2, backbone.num_features)
     if name != "timm":  # timm backbones claim 32 px unless the model says otherwise
-        assert backbone.min_input_size <= SIZE
+        assert backbone.min_input_size <= size
     assert backbone.pretrained_cfg == {}
     _assert_partition(backbone)
 
@@ -85,12 +93,13 @@ def test_forward_shape_and_stages(case: tuple[str, dict[str, Any]], in_chans: in
 @pytest.mark.parametrize("case", SMALL_CASES, ids=_case_id)
 def test_state_dict_round_trip(case: tuple[str, dict[str, Any]]) -> None:
     name, options = case
+    size = _size(name)
     torch.manual_seed(0)
-    first = build_backbone(name, in_chans=1, input_size=SIZE, **options).eval()
+    first = build_backbone(name, in_chans=1, input_size=size, **options).eval()
     torch.manual_seed(1)
-    second = build_backbone(name, in_chans=1, input_size=SIZE, **options).eval()
+    second = build_backbone(name, in_chans=1, input_size=size, **options).eval()
     assert list(first.state_dict()) == list(second.state_dict())
-    x = torch.randn(2, 1, SIZE, SIZE)
+    x = torch.randn(2, 1, size, size)
     second.load_state_dict(first.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(first(x), second(x))
@@ -99,13 +108,15 @@ def test_state_dict_round_trip(case: tuple[str, dict[str, Any]]) -> None:
 def test_num_features_and_stage_names() -> None:
     expected = {
         "small_cnn": (128, ["conv1", "conv2", "fc"]),
+        "lenet5": (84, ["conv1", "conv2", "fc"]),
+        "cnn_c32_64_64": (64, ["conv1", "conv2", "conv3", "fc"]),
         "resnet8": (64, ["stem", "layer1", "layer2", "layer3"]),
         "resnet20": (64, ["stem", "layer1", "layer2", "layer3"]),
         "resnet18": (512, ["stem", "layer1", "layer2", "layer3", "layer4"]),
         "resnet50": (2048, ["stem", "layer1", "layer2", "layer3", "layer4"]),
     }
     for name, (features, stages) in expected.items():
-        backbone = build_backbone(name, input_size=SIZE)
+        backbone = build_backbone(name, input_size=_size(name))
         assert (backbone.num_features, backbone.stage_names) == (features, stages), name
     timm_net = build_backbone("timm", input_size=SIZE, model_name="resnet10t")
     assert timm_net.stage_names == ["act1", "layer1", "layer2", "layer3", "layer4"]
@@ -208,10 +219,10 @@ def test_unknown_timm_model() -> None:
         build_backbone("timm")
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "resnet8", "resnet20"])
+@pytest.mark.parametrize("name", ["small_cnn", "lenet5", "cnn_c32_64_64", "resnet8", "resnet20"])
 def test_no_imagenet_weights(name: str) -> None:
     with pytest.raises(SourceError, match="source=pretrain.*source=checkpoint"):
-        build_backbone(name, input_size=8, pretrained=True)
+        build_backbone(name, input_size=_size(name), pretrained=True)
     with pytest.raises(SourceError, match="source=pretrain.*source=checkpoint"):
         imagenet_weights_info(name)
 
@@ -326,3 +337,20 @@ def test_linear_head() -> None:
     assert head(torch.randn(3, 16)).shape == (3, 5)
     with pytest.raises(ConfigError):
         LinearHead(16, 0)
+
+
+def test_seed_cnns_match_the_seeds_at_32_px() -> None:
+    """lenet5 and cnn_c32_64_64 at 32 px: the seeds' flattened sizes and parameter counts."""
+    lenet = build_backbone("lenet5", in_chans=3, input_size=32)
+    assert lenet.body["fc"].fc1.in_features == 16 * 5 * 5
+    # seed 002's Net has 62,006 parameters; its fc3 (84*10 + 10) is our head
+    assert sum(p.numel() for p in lenet.parameters()) == 62_006 - 850
+    keras = build_backbone("cnn_c32_64_64", in_chans=3, input_size=32)
+    assert keras.body["fc"].fc1.in_features == 64 * 4 * 4
+    # seed 001's Keras model.summary(): 122,570 parameters, of which Dense(10) has 650
+    assert sum(p.numel() for p in keras.parameters()) == 122_570 - 650
+    assert all(not m.bias.detach().any() for m in keras.modules() if hasattr(m, "bias"))
+    with pytest.raises(ConfigError, match="lenet5 needs input_size >= 16"):
+        build_backbone("lenet5", input_size=15)
+    with pytest.raises(ConfigError, match="cnn_c32_64_64 needs input_size >= 18"):
+        build_backbone("cnn_c32_64_64", input_size=17)

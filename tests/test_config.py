@@ -72,7 +72,15 @@ def test_unknown_group_choice_is_one_line() -> None:
 
 # experiments whose data or weights come from the internet: offline they must stop at the
 # network boundary with one clear line (CIFAR-10 download, ImageNet weights)
-NEEDS_NETWORK = {"cifar10_resnet18", "cifar10_resnet18_quick"}
+NEEDS_NETWORK = {
+    "cifar10_resnet18",
+    "cifar10_resnet18_quick",
+    "seed000_resnet18_cifar10",
+    "seed001_cnn_transfer",
+    "seed002_lenet5_cifar10",
+    "seed003_vgg16_zeroshot",
+    "seed004_resnet18_modes",
+}
 
 
 @pytest.mark.parametrize("experiment", available_options("experiment"))

@@ -25,7 +25,17 @@ from transferlab.tasks.classify import source_kind_for
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 # the sweep keys that decide which classes a source and its target see
 OVERLAP_KEYS = ("strategy", "source", "source.classes", "data.classes", "data", "source.data")
-NEEDS_NETWORK = {"cifar10_resnet18", "cifar10_resnet18_quick"}  # their source is ImageNet
+# their source is ImageNet, or CIFAR-10 (not loadable offline: see the test comparing the
+# configured classes below)
+NEEDS_NETWORK = {
+    "cifar10_resnet18",
+    "cifar10_resnet18_quick",
+    "seed000_resnet18_cifar10",
+    "seed001_cnn_transfer",
+    "seed002_lenet5_cifar10",
+    "seed003_vgg16_zeroshot",
+    "seed004_resnet18_modes",
+}
 
 
 _TARGETS: dict[str, ImageClassificationDataModule] = {}  # loaded once per data config
@@ -89,6 +99,15 @@ def test_the_defaults_never_overlap(make_cfg, data: str, strategy: str) -> None:
     if data == "fashion_mnist" and not FASHION_DIR.is_dir():
         pytest.skip("needs dataset-fashion-mnist")
     assert _checked(make_cfg(f"data={data}", f"strategy={strategy}")) == {}
+
+
+@pytest.mark.parametrize("experiment", ["seed001_cnn_transfer", "seed002_lenet5_cifar10"])
+def test_cifar10_seed_sources_never_overlap(make_cfg, experiment: str) -> None:
+    """The CIFAR-10 seed systems' sources (classes 0-4) never see the target classes 5-9."""
+    cfg = make_cfg(f"experiment={experiment}")
+    assert cfg.source.name == "pretrain" and cfg.source.dataset == cfg.data.dataset == "cifar10"
+    assert not set(cfg.source.classes) & set(cfg.data.classes)
+    assert not cfg.source.allow_overlap
 
 
 def test_cifar10_defaults_never_overlap(make_cfg) -> None:

@@ -288,6 +288,76 @@ def _small_cnn(
     return Backbone("small_cnn", stages, feature_dim, min_input_size=4)
 
 
+# --------------------------------------------------------------------------- seed CNNs
+
+
+def _conv_relu_pool(cin: int, cout: int, kernel: int, pool: bool = True) -> nn.Sequential:
+    """A valid (unpadded) conv, ReLU and, with ``pool``, a 2x2 max-pool."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        conv=nn.Conv2d(cin, cout, kernel), relu=nn.ReLU(inplace=True)
+    )
+    if pool:
+        layers["pool"] = nn.MaxPool2d(2)
+    return nn.Sequential(layers)
+
+
+def _fc_relu(sizes: list[int]) -> nn.Sequential:
+    """Flatten, then Linear-ReLU for each consecutive pair of ``sizes``."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten(1))
+    for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), start=1):
+        layers[f"fc{i}"] = nn.Linear(fan_in, fan_out)
+        layers[f"relu{i}"] = nn.ReLU(inplace=True)
+    return nn.Sequential(layers)
+
+
+@register_backbone("lenet5", min_input_size=16)
+def _lenet5(in_chans: int, input_size: int, small_input: bool, pretrained: bool) -> Backbone:
+    """LeNet-5 as in seed 002 (the PyTorch CIFAR-10 tutorial net), up to fc2 (84-d features).
+
+    conv 6@5x5-ReLU-pool, conv 16@5x5-ReLU-pool (no padding), fc 120, fc 84; the 10-way fc3
+    is the strategy's head. At 32 px the flattened size is 16*5*5 as in the seed; other sizes
+    >= 16 get an fc1 sized for them. PyTorch's default initialisation. ``small_input`` has no
+    effect.
+    """
+    _no_pretrained("lenet5", pretrained)
+    side = ((input_size - 4) // 2 - 4) // 2
+    if side < 1:
+        raise ConfigError(f"lenet5 needs input_size >= 16, got {input_size}")
+    stages = {
+        "conv1": _conv_relu_pool(in_chans, 6, 5),
+        "conv2": _conv_relu_pool(6, 16, 5),
+        "fc": _fc_relu([16 * side * side, 120, 84]),
+    }
+    return Backbone("lenet5", stages, 84, min_input_size=16)
+
+
+@register_backbone("cnn_c32_64_64", min_input_size=18)
+def _cnn_c32_64_64(in_chans: int, input_size: int, small_input: bool, pretrained: bool) -> Backbone:
+    """Seed 001's Keras CNN up to its Dense(64) layer (64-d features).
+
+    Conv2D 32@3x3-ReLU-pool, 64@3x3-ReLU-pool, 64@3x3-ReLU (valid padding), flatten, Dense 64
+    ReLU; the Dense(10) is the strategy's head (its softmax is in the loss). Keras' default
+    initialisation (Glorot-uniform weights, zero biases). At 32 px the flattened size is
+    64*4*4 as in the seed. ``small_input`` has no effect.
+    """
+    _no_pretrained("cnn_c32_64_64", pretrained)
+    side = ((input_size - 2) // 2 - 2) // 2 - 2
+    if side < 1:
+        raise ConfigError(f"cnn_c32_64_64 needs input_size >= 18, got {input_size}")
+    stages = {
+        "conv1": _conv_relu_pool(in_chans, 32, 3),
+        "conv2": _conv_relu_pool(32, 64, 3),
+        "conv3": _conv_relu_pool(64, 64, 3, pool=False),
+        "fc": _fc_relu([64 * side * side, 64]),
+    }
+    backbone = Backbone("cnn_c32_64_64", stages, 64, min_input_size=18)
+    for module in backbone.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    return backbone
+
+
 # --------------------------------------------------------------------------- CIFAR ResNets
 
 
