@@ -256,8 +256,15 @@ def test_torchvision_pretrained_from_cache(tmp_path: Path, monkeypatch: pytest.M
     assert gray.pretrained_cfg["mean"] == pytest.approx((0.485, 0.456, 0.406))
     assert gray.pretrained_cfg["input_size"] == (3, 224, 224)
     small = build_backbone("resnet18", in_chans=3, input_size=32, pretrained=True)
-    assert small.body.stem.conv1.kernel_size == (3, 3)  # stem re-initialised
-    torch.testing.assert_close(small.body.layer1[0].conv1.weight, reference.layer1[0].conv1.weight)
+    assert small.body.stem.conv1.kernel_size == (7, 7)  # auto keeps a pretrained stem
+    torch.testing.assert_close(small.body.stem.conv1.weight, reference.conv1.weight)
+    swapped = build_backbone(
+        "resnet18", in_chans=3, input_size=32, pretrained=True, small_input=True
+    )
+    assert swapped.body.stem.conv1.kernel_size == (3, 3)  # asked for: stem re-initialised
+    torch.testing.assert_close(
+        swapped.body.layer1[0].conv1.weight, reference.layer1[0].conv1.weight
+    )
 
 
 def test_timm_pretrained_from_local_file(tmp_path: Path) -> None:
