@@ -23,6 +23,20 @@ from transferlab.core.config import RUN_ID_ENV, config_dir, register_resolvers  
 REPO = Path(__file__).resolve().parents[1]
 
 
+# experiments whose data or weights come from the internet: offline they must stop at the
+# network boundary with one clear line (CIFAR-10 download, ImageNet weights); their
+# sources cannot be built here either
+NEEDS_NETWORK = {
+    "cifar10_resnet18",
+    "cifar10_resnet18_quick",
+    "seed000_resnet18_cifar10",
+    "seed001_cnn_transfer",
+    "seed002_lenet5_cifar10",
+    "seed003_vgg16_zeroshot",
+    "seed004_resnet18_modes",
+}
+
+
 def cli_env(root: Path) -> dict[str, str]:
     """The environment of a fresh command typed in a shell, writing under ``root``
     (``TRANSFERLAB_ROOT``), with hub lookups offline and no inherited run id."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import NEEDS_NETWORK
 from omegaconf import OmegaConf
 
 from transferlab.cli import check_group_choices
@@ -68,19 +69,6 @@ def test_unknown_group_choice_is_one_line() -> None:
     with pytest.raises(ConfigError, match=r"unknown strategy 'nope'; valid: .*finetune.*scratch"):
         check_group_choices(["-m", "strategy=finetune,nope"])
     check_group_choices(["model=resnet8", "strategy=finetune,scratch", "data.classes=[1,2]"])
-
-
-# experiments whose data or weights come from the internet: offline they must stop at the
-# network boundary with one clear line (CIFAR-10 download, ImageNet weights)
-NEEDS_NETWORK = {
-    "cifar10_resnet18",
-    "cifar10_resnet18_quick",
-    "seed000_resnet18_cifar10",
-    "seed001_cnn_transfer",
-    "seed002_lenet5_cifar10",
-    "seed003_vgg16_zeroshot",
-    "seed004_resnet18_modes",
-}
 
 
 @pytest.mark.parametrize("experiment", available_options("experiment"))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import NEEDS_NETWORK
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from PIL import Image
 
@@ -25,17 +26,6 @@ from transferlab.tasks.classify import source_kind_for
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 # the sweep keys that decide which classes a source and its target see
 OVERLAP_KEYS = ("strategy", "source", "source.classes", "data.classes", "data", "source.data")
-# their source is ImageNet, or CIFAR-10 (not loadable offline: see the test comparing the
-# configured classes below)
-NEEDS_NETWORK = {
-    "cifar10_resnet18",
-    "cifar10_resnet18_quick",
-    "seed000_resnet18_cifar10",
-    "seed001_cnn_transfer",
-    "seed002_lenet5_cifar10",
-    "seed003_vgg16_zeroshot",
-    "seed004_resnet18_modes",
-}
 
 
 _TARGETS: dict[str, ImageClassificationDataModule] = {}  # loaded once per data config
