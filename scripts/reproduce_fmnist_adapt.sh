@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Adaptation without target labels on noisy Fashion-MNIST (conf/experiment/fmnist_adapt.yaml):
+# source-only, DANN, Tent, pseudo-labels and the oracle, 5 seeds, each against source-only on the
+# same seeds.
+#   bash scripts/reproduce_fmnist_adapt.sh [--quick]
+export REPORT_ARGS="${REPORT_ARGS:---compare adapt/tent:adapt/source_only --compare adapt/dann:adapt/source_only --compare adapt/pseudo_label:adapt/source_only --compare adapt/oracle:adapt/source_only}"
+exec bash "$(dirname "$0")/reproduce.sh" fmnist_adapt "$@"

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Linear probes on unsupervised sources against random controls, Fashion-MNIST, 5 seeds with
+# per-seed sources: the GAN discriminator (conf/experiment/fmnist_gan_probe.yaml), then the
+# autoencoders (conf/experiment/fmnist_ae_probe.yaml); a report for each.
+#   bash scripts/reproduce_fmnist_probes.sh [--quick is not offered: the sources dominate]
+set -euo pipefail
+here="$(dirname "$0")"
+status=0
+REPORT_ARGS="${GAN_REPORT_ARGS:---compare gan:finetune}" \
+  bash "$here/reproduce.sh" fmnist_gan_probe "$@" || status=$?
+REPORT_ARGS="${AE_REPORT_ARGS:-}" bash "$here/reproduce.sh" fmnist_ae_probe "$@" || status=$?
+exit "$status"
