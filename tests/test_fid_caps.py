@@ -47,3 +47,7 @@ def test_batchnorm_recalibration_follows_the_batch_cap() -> None:
     capped = recalibration_images(dm, {"limit_train_batches": 5, "batch_size": 64, "seed": 0})
     assert len(capped) == 320 and len(set(capped.flatten().tolist())) == 320
     assert len(recalibration_images(dm, {"limit_train_batches": 0.1})) == 100
+    assert recalibration_images(dm, {"limit_train_batches": 1.0}) is images
+    # an int 1 is one batch (debug=fast_dev_run), not every image as the float 1.0 is
+    one = recalibration_images(dm, {"limit_train_batches": 1, "batch_size": 64, "seed": 0})
+    assert len(one) == 64

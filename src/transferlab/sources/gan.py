@@ -57,10 +57,11 @@ def recalibration_images(
 ) -> torch.Tensor:
     """The real images the discriminator's BatchNorm statistics are re-estimated on: all the
     training images, or with ``limit_train_batches`` (quick runs) a seeded random subset of
-    as many as one capped epoch reads."""
+    as many as one capped epoch reads. As in Lightning, an int is a batch count (``1``: one
+    batch) and a float a fraction (``1.0``: every batch)."""
     images = datamodule.train_set.images
     limit = source_cfg.get("limit_train_batches")
-    if limit is None or limit == 1.0:
+    if limit is None or (isinstance(limit, float) and limit >= 1.0):
         return images
     if isinstance(limit, float):
         count = int(len(images) * limit)
