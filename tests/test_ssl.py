@@ -204,3 +204,15 @@ def test_rank_scores_an_ssl_source_without_a_head(tmp_path, source_cache) -> Non
     row = next(r for r in record["sources"] if r["source"] == ssl)
     assert set(row["scores"]) == {"logme", "hscore", "hscore_shrinkage"}
     assert "LEEP, NCE skipped: source=ssl has no classifier" in row["notes"][0]
+
+
+def test_ssl_strategy_probes_the_ssl_source_and_refuses_another(make_cfg, tmp_path) -> None:
+    cfg = make_cfg("strategy=ssl", *SSL_OVERRIDES, "source.method=simsiam")
+    assert cfg.source.name == "ssl" and cfg.strategy.mode == "linear_probe"
+    record = run_training(cfg, tmp_path / "ssl")
+    assert record["source_info"]["source"] == "ssl"
+    assert record["identity"]["strategy"] == "ssl" and record["identity"]["mode"] == "linear_probe"
+    assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
+    wrong = make_cfg("strategy=ssl", "source=pretrain", "debug=fast_dev_run")
+    with pytest.raises(ConfigError, match="transfers from source=ssl, but source=pretrain"):
+        run_training(wrong, tmp_path / "wrong")
