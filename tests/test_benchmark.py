@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from conftest import cli_command
 
 from transferlab.bench.settings import PRESETS, preset
+from transferlab.bench.timing import ratio_interval
 from transferlab.commands import main
 from transferlab.core.errors import ConfigError
 from transferlab.data.augment import BatchAugment
@@ -57,6 +58,9 @@ def test_tiny_benchmark_writes_every_field(tmp_path: Path, capsys, monkeypatch) 
         assert all(_finite(v) and v > 0 for v in row["inference"].values())
     assert _finite(rows[bf16]["bf16_speedup"])
     assert _finite(rows[("small_cnn", "32-true", "channels_last")]["speedup_vs_default"])
+    # ratios keep their per-repeat values and an interval (tiny: 2 repeats)
+    for row, key in ((rows[fp32], "ratio"), (rows[bf16], "bf16_speedup")):
+        assert len(row[f"{key}_runs"]) == tiny.repeats and row[f"{key}_ci"]["n"] == tiny.repeats
     [tta] = result["time_to_accuracy"]
     assert tta["recipe"] == "fmnist_fast"
     assert tta["reached_s"]["1.01"] is None
@@ -180,3 +184,15 @@ def test_feature_cache_benchmark_times_three_runs(tmp_path: Path, capsys) -> Non
     accuracies = [r["test_acc"] for r in runs]  # the same probe three ways
     assert max(accuracies) - min(accuracies) <= 1 / 299  # one digits test image at most
     assert "| warm | read |" in capsys.readouterr().out
+
+
+def test_ratio_interval_is_a_t_interval_of_log_ratios() -> None:
+    result = ratio_interval([1.0, 2.0, 4.0])
+    # logs 0, ln2, 2 ln2: mean ln2, sd ln2, t(0.975, 2) = 4.302653
+    half = 4.302653 * math.log(2) / math.sqrt(3)
+    assert result["n"] == 3 and result["geomean"] == pytest.approx(2.0)
+    assert result["ci_low"] == pytest.approx(2.0 * math.exp(-half), rel=1e-6)
+    assert result["ci_high"] == pytest.approx(2.0 * math.exp(half), rel=1e-6)
+    inverse = ratio_interval([1.0, 0.5, 0.25])  # the inverse speed-up: mirrored interval
+    assert inverse["ci_high"] == pytest.approx(1 / result["ci_low"], rel=1e-9)
+    assert ratio_interval([1.5])["ci_low"] is None and ratio_interval([])["geomean"] is None

@@ -13,10 +13,19 @@ def _num(value: Any, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _ratio(row: dict[str, Any], key: str) -> str:
+    """A ratio (median of repeats) with the 95% interval of its per-repeat values, if any."""
+    ci = row.get(f"{key}_ci") or {}
+    if row.get(key) is None or ci.get("ci_low") is None:
+        return _num(row.get(key), 3)
+    return f"{_num(row[key], 3)} [{_num(ci['ci_low'], 3)}, {_num(ci['ci_high'], 3)}]"
+
+
 def throughput_markdown(rows: list[dict[str, Any]]) -> str:
     """One line per model and precision (and perf variant): training throughput of plain loop
     and stack, their ratio, the speed-up of bf16-mixed (or of the variant) over the float32
-    stack, inference throughput, fixed fit overhead and peak memory."""
+    stack, inference throughput, fixed fit overhead and peak memory. Ratios are medians of the
+    per-repeat ratios, with the 95% t interval of their geometric mean where there are repeats."""
     lines = [
         "| model | precision | plain loop (img/s) | our stack (img/s) | stack / plain | "
         "stack / plain by CPU time | "
@@ -27,13 +36,13 @@ def throughput_markdown(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         infer = row.get("inference", {})
         variant = f" + {row['variant']}" if row.get("variant") else ""
-        speedup = row.get("bf16_speedup", row.get("speedup_vs_default"))
+        speedup = "bf16_speedup" if "bf16_speedup" in row else "speedup_vs_default"
         lines.append(
             f"| {row['model']}{variant} | {row['precision']} | "
             f"{_num(row.get('plain_images_per_s'))} | "
-            f"{_num(row['stack_images_per_s'])} | {_num(row.get('ratio'), 3)} | "
+            f"{_num(row['stack_images_per_s'])} | {_ratio(row, 'ratio')} | "
             f"{_num(row.get('ratio_cpu'), 3)} | "
-            f"{_num(speedup, 2)} | "
+            f"{_ratio(row, speedup)} | "
             f"{_num(infer.get('plain_images_per_s'))} / {_num(infer.get('stack_images_per_s'))} | "
             f"{_num(row['stack_fit_overhead_s'], 2)} | "
             f"{_num(row.get('plain_peak_rss_delta_mb'))} / {_num(row['stack_peak_rss_delta_mb'])} |"

@@ -27,7 +27,7 @@ from transferlab.bench.stack import (
     stack_train,
     workload_overrides,
 )
-from transferlab.bench.timing import PeakRSS, max_rss_bytes, median
+from transferlab.bench.timing import PeakRSS, max_rss_bytes, median, ratio_interval
 from transferlab.tasks import run_training
 
 Progress = Callable[[str], None]
@@ -141,8 +141,18 @@ def _summary(model: str, precision: str, runs: dict[str, list[dict]]) -> dict[st
             plain_peak_rss_delta_mb=max(r["peak_rss_delta_mb"] for r in plain),
             ratio=median(ratios),
             ratio_runs=ratios,
+            ratio_ci=ratio_interval(ratios),
         )
     return row
+
+
+def _speedup(row: dict[str, Any], base: dict[str, Any], key: str) -> None:
+    """``row[key]``: ``row``'s stack throughput over ``base``'s (medians), with the per-repeat
+    ratios (repeats ran side by side) and their interval in ``<key>_runs`` / ``<key>_ci``."""
+    runs = [a / b for a, b in zip(row["stack_runs"], base["stack_runs"])]
+    row[key] = row["stack_images_per_s"] / base["stack_images_per_s"]
+    row[f"{key}_runs"] = runs
+    row[f"{key}_ci"] = ratio_interval(runs)
 
 
 def throughput(
@@ -188,11 +198,11 @@ def throughput(
         )
         rows.append(row)
     if len(rows) == 2:
-        rows[1]["bf16_speedup"] = rows[1]["stack_images_per_s"] / rows[0]["stack_images_per_s"]
+        _speedup(rows[1], rows[0], "bf16_speedup")
     for name in variant_names:
         row = _summary(model, FP32, {"stack": runs[("stack", FP32, name)]})
         row["variant"] = name
-        row["speedup_vs_default"] = row["stack_images_per_s"] / rows[0]["stack_images_per_s"]
+        _speedup(row, rows[0], "speedup_vs_default")
         rows.append(row)
     return rows
 

@@ -1,7 +1,9 @@
-"""Clocks for the benchmark: a per-batch timer callback, a peak-memory sampler, medians."""
+"""Clocks for the benchmark: a per-batch timer callback, a peak-memory sampler, medians and
+ratio intervals."""
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import statistics
@@ -129,3 +131,26 @@ class PeakRSS:
 def median(values: Sequence[float]) -> float:
     """The median (NaN for no values)."""
     return float(statistics.median(values)) if values else float("nan")
+
+
+def ratio_interval(ratios: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+    """Per-repeat ratios (paired repeats: each ratio of two measurements taken side by side)
+    summarised on the log scale: their geometric mean and its t interval, so a speed-up and
+    its inverse get mirrored intervals. ``ci_low``/``ci_high`` are None under two repeats."""
+    values = [float(r) for r in ratios if r and math.isfinite(r) and r > 0]
+    if not values:
+        return {"n": 0, "geomean": None, "ci_low": None, "ci_high": None}
+    logs = [math.log(v) for v in values]
+    centre = statistics.fmean(logs)
+    if len(logs) < 2:
+        return {"n": 1, "geomean": math.exp(centre), "ci_low": None, "ci_high": None}
+    from scipy import stats  # here: scipy.stats costs start-up time the CLI need not pay
+
+    half = stats.t.ppf(0.5 + confidence / 2, len(logs) - 1) * statistics.stdev(logs)
+    half /= math.sqrt(len(logs))
+    return {
+        "n": len(logs),
+        "geomean": math.exp(centre),
+        "ci_low": math.exp(centre - half),
+        "ci_high": math.exp(centre + half),
+    }
