@@ -7,7 +7,7 @@ from conftest import NEEDS_NETWORK
 from omegaconf import OmegaConf
 
 from transferlab.cli import check_group_choices
-from transferlab.core.config import available_options, run_id
+from transferlab.core.config import available_options, config_dir, run_id
 from transferlab.core.errors import ConfigError, TransferlabError
 from transferlab.tasks import run_training
 
@@ -84,6 +84,15 @@ def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path, experiment: str)
     assert record["status"] == "debug"  # a one-batch run: kept out of report tables
     assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
     assert (tmp_path / "results.json").is_file()
+
+
+@pytest.mark.parametrize("experiment", available_options("experiment"))
+def test_every_experiment_states_its_budget(experiment: str) -> None:
+    # pre-registration (issue 14): how long it trains, and whether that was fixed in advance
+    # or chosen on validation, is written where the numbers come from
+    text = (config_dir() / "experiment" / f"{experiment}.yaml").read_text()
+    stated = "# Budget:" in text or "# Pre-registered" in text
+    assert stated, f"conf/experiment/{experiment}.yaml has no '# Budget:' comment"
 
 
 def test_experiment_sweeps_are_defined_in_config(make_cfg) -> None:
