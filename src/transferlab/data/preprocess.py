@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,8 @@ def to_float(
     ]
     if not chunks:
         size = images.shape[-2:] if image_size is None else (image_size, image_size)
-        return torch.empty(0, channels or images.shape[1], *size)
-    return torch.cat(chunks)
+        return torch.empty(0, channels or images.shape[1], *size, device=images.device)
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
 
 def _histograms(images: torch.Tensor, to_gray: bool) -> tuple[list[torch.Tensor], int]:
@@ -82,6 +83,34 @@ def imagenet_stats(channels: int) -> tuple[list[float], list[float]]:
 
 def normalize_(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """In place: ``(x - mean) / std`` per channel."""
-    m = torch.as_tensor(list(mean), dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.as_tensor(list(std), dtype=x.dtype).view(1, -1, 1, 1)
+    m = torch.as_tensor(list(mean), dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(list(std), dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return x.sub_(m).div_(s)
+
+
+@dataclass(frozen=True)
+class BatchTransform:
+    """Stored uint8 pixels (B, C, H, W) at native size -> model inputs: float in [0, 1],
+    channels converted, resized to ``image_size`` squared, normalised by ``mean``/``std`` (when
+    set). Runs on the batch's device; a float batch is taken as already prepared and returned
+    unchanged."""
+
+    image_size: int | None = None
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            return images
+        x = to_float(images, self.image_size, self.channels)
+        if self.mean is not None and self.std is not None:
+            normalize_(x, self.mean, self.std)
+        return x
+
+    def output_shape(self, stored: Sequence[int]) -> tuple[int, int, int]:
+        """(C, H, W) of the inputs made from stored images of shape ``stored`` (C, H, W)."""
+        channels, height, width = (int(v) for v in stored[-3:])
+        if self.image_size is not None:
+            height = width = self.image_size
+        return self.channels or channels, height, width
