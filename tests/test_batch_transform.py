@@ -8,8 +8,11 @@ import torch
 import torch.nn.functional as F
 from cifar_format import accept_unchecked_files, write_cifar_folder
 from test_datamodule import _fit, _Recorder, digits_dm
+from test_datasets import write_digit_folder
 
-from transferlab.data import ImageClassificationDataModule
+from transferlab.core.errors import ConfigError
+from transferlab.data import ImageClassificationDataModule, load_dataset
+from transferlab.data.file_images import FileImages
 from transferlab.data.preprocess import BatchTransform
 
 
@@ -113,3 +116,27 @@ def test_prepare_batch_matches_items(size):
     rows = torch.arange(5)
     items = torch.stack([dm.train_set[i][0] for i in range(5)])
     torch.testing.assert_close(items, dm.train_set.inputs(rows), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_streamed_image_folder_gives_the_in_memory_batches(tmp_path, workers):
+    root = write_digit_folder(tmp_path / "imgs", per_class=6, rgb=True)
+    common = {"root": str(root), "image_size": 12, "channels": 1, "batch_size": 4}
+    memory = ImageClassificationDataModule("image_folder", **common)
+    memory.setup("fit")
+    streamed = ImageClassificationDataModule(
+        "image_folder", **common, num_workers=workers, dataset_kwargs={"stream": True}
+    )
+    streamed.setup("fit")
+    assert isinstance(streamed.train_set.pixels, FileImages)  # paths held, nothing decoded
+    assert streamed.input_shape == memory.input_shape == (1, 12, 12)
+    assert streamed.mean == memory.mean and streamed.std == memory.std
+    for a, b in zip(memory.train_dataloader(), streamed.train_dataloader(), strict=True):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    torch.testing.assert_close(streamed.test_set.images, memory.test_set.images, atol=0, rtol=0)
+
+
+def test_stream_must_be_a_boolean(tmp_path):
+    root = write_digit_folder(tmp_path / "imgs")
+    with pytest.raises(ConfigError, match=r"stream='yes' is invalid; use true or false"):
+        load_dataset("image_folder", root=str(root), stream="yes")

@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
+from transferlab.data.file_images import take
+
 
 class TensorBatchDataset(Dataset):
     """Images and labels in memory; ``__getitems__`` slices a whole batch in one op."""
@@ -75,7 +77,7 @@ class ImageBatchDataset(Dataset):
 
     def subset(self, rows: torch.Tensor) -> ImageBatchDataset:
         """The examples at ``rows``, stored and prepared alike."""
-        return ImageBatchDataset(self.pixels[rows], self.labels[rows], self.transform)
+        return ImageBatchDataset(take(self.pixels, rows), self.labels[rows], self.transform)
 
     def raw(self) -> TensorBatchDataset:
         """The stored pixels and labels, batches unprepared."""

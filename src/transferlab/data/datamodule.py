@@ -18,6 +18,7 @@ from transferlab.core.schema import typed
 from transferlab.data.augment import BatchAugment
 from transferlab.data.batching import ImageBatchDataset, keep_batch
 from transferlab.data.datasets import ImageData, dataset_options, load_dataset
+from transferlab.data.file_images import take
 from transferlab.data.inference import PREPROCESSING_VERSION
 from transferlab.data.preprocess import (
     BatchTransform,
@@ -213,13 +214,13 @@ class ImageClassificationDataModule(L.LightningDataModule):
         self._class_names = [data.class_names[c] for c in classes]
         self._all_class_names = list(data.class_names)
         self.train_set = self._dataset(
-            data.train_images[self._split.train], data.train_labels[self._split.train]
+            take(data.train_images, self._split.train), data.train_labels[self._split.train]
         )
         self.val_set = self._dataset(
-            data.train_images[self._split.val], data.train_labels[self._split.val], stream=1
+            take(data.train_images, self._split.val), data.train_labels[self._split.val], stream=1
         )
         self.test_set = self._dataset(
-            data.test_images[self._split.test], data.test_labels[self._split.test], stream=2
+            take(data.test_images, self._split.test), data.test_labels[self._split.test], stream=2
         )
         self._data = None  # the uint8 pool is no longer needed
         self._ready = True
