@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from cifar_format import accept_unchecked_files, write_cifar_folder
-from test_datamodule import _fit, _Recorder, digits_dm
+from test_datamodule import _Recorder, digits_dm
 from test_datasets import write_digit_folder
 
 from transferlab.core.errors import ConfigError
@@ -46,13 +46,29 @@ def test_per_batch_transform_equals_the_old_float_path():
     torch.testing.assert_close(dm.val_set.images, old, atol=1e-6, rtol=0)
 
 
+class _LoaderDtype(L.Callback):
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.raw = next(iter(trainer.datamodule.val_dataloader()))[0]
+
+
 def test_trainer_receives_uint8_batches_and_prepares_them_in_its_hook():
     dm = digits_dm(image_size=12, channels=3)
-    model = _fit(dm)
+    model, probe = _Recorder(dm.input_shape), _LoaderDtype()
+    L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[probe],
+    ).fit(model, dm)
+    assert probe.raw.dtype == torch.uint8 and probe.raw.shape[1:] == (1, 8, 8)  # while running
     seen = torch.cat(model.seen["val"])
     torch.testing.assert_close(seen, dm.val_set.images, atol=1e-6, rtol=0)
-    raw, _ = next(iter(dm.val_dataloader()))  # attached to the Trainer: stored pixels
-    assert raw.dtype == torch.uint8 and raw.shape[1:] == (1, 8, 8)
+    after, _ = next(iter(dm.val_dataloader()))  # the Trainer has finished: prepared again
+    assert after.dtype == torch.float32 and after.shape[1:] == (3, 12, 12)
 
 
 def test_prepared_batches_take_the_trainers_precision():

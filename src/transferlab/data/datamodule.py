@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerStatus
 from pydantic import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
@@ -67,8 +68,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
 
     Each split is held once as uint8 pixels at the data set's stored size; batches are sliced
     from memory and prepared by one :class:`BatchTransform` (to float, channels, resize,
-    normalisation): on the device in ``on_after_batch_transfer`` when a Trainer drives this
-    module, on the CPU otherwise (``train_set`` etc. yield prepared inputs). With a ``shift``
+    normalisation): on the device in ``on_after_batch_transfer`` while a Trainer runs with
+    this module, on the CPU otherwise (``train_set`` etc. yield prepared inputs). With a ``shift``
     the splits are prepared once in ``setup`` instead (the shift's noise is drawn per split).
     Augmentation (``augment``: hflip, crop_padding, noise_std) runs on the device after the
     transform, only while the trainer is training. A labelled set smaller
@@ -359,10 +360,11 @@ class ImageClassificationDataModule(L.LightningDataModule):
         )
 
     def _served(self, data: ImageBatchDataset) -> Dataset:
-        """Raw pixels when a Trainer drives this module (its batch hook prepares them on the
-        device), else prepared inputs."""
+        """Raw pixels while a Trainer runs with this module (its batch hook prepares them on
+        the device), else prepared inputs."""
         trainer = self.trainer
-        return data.raw() if trainer is not None and trainer.datamodule is self else data
+        driven = trainer is not None and trainer.datamodule is self
+        return data.raw() if driven and trainer.state.status == TrainerStatus.RUNNING else data
 
     def prepare_batch(self, images: torch.Tensor) -> torch.Tensor:
         """Model inputs from a batch of this module's loaders (stored uint8 pixels are
