@@ -47,6 +47,10 @@ def test_tiny_benchmark_writes_every_field(tmp_path: Path, capsys, monkeypatch) 
     result = json.loads((out / "benchmark.json").read_text())
     assert result["machine"]["cores"] >= 1 and result["machine"]["torch"] == torch.__version__
     assert _finite(result["data_path"]["images_per_s"]) and result["data_path"]["images"] > 0
+    large = result["data_path_large"]
+    assert large["input_shape"] == [3, 224, 224] and _finite(large["images_per_s"])
+    # digits held as 1x8x8 uint8 against 3x224x224 float32 inputs
+    assert large["float32_inputs_mb"] / large["held_mb"] == pytest.approx(3 * 224 * 224 * 4 / 64)
     rows = {(r["model"], r["precision"], r.get("variant")): r for r in result["throughput"]}
     fp32, bf16 = ("small_cnn", "32-true", None), ("small_cnn", "bf16-mixed", None)
     assert set(rows) == {fp32, bf16, ("small_cnn", "32-true", "channels_last")}

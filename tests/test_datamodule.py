@@ -12,7 +12,7 @@ from test_datasets import needs_fashion, write_digit_folder
 
 from transferlab.core.errors import ConfigError
 from transferlab.data import BatchAugment, ImageClassificationDataModule, load_dataset
-from transferlab.data.batching import TensorBatchDataset
+from transferlab.data.batching import ImageBatchDataset
 
 
 def digits_dm(**kwargs) -> ImageClassificationDataModule:
@@ -82,7 +82,7 @@ def test_imagenet_none_and_explicit_statistics():
 
 def test_loader_batches_come_from_getitems(monkeypatch):
     calls = {"many": 0, "one": 0}
-    original = TensorBatchDataset.__getitems__
+    original = ImageBatchDataset.__getitems__
 
     def counting(self, indices):
         calls["many"] += 1
@@ -92,8 +92,8 @@ def test_loader_batches_come_from_getitems(monkeypatch):
         calls["one"] += 1
         raise AssertionError("per-sample __getitem__ should not be used")
 
-    monkeypatch.setattr(TensorBatchDataset, "__getitems__", counting)
-    monkeypatch.setattr(TensorBatchDataset, "__getitem__", single)
+    monkeypatch.setattr(ImageBatchDataset, "__getitems__", counting)
+    monkeypatch.setattr(ImageBatchDataset, "__getitem__", single)
     dm = digits_dm(batch_size=10)
     batches = list(dm.train_dataloader())
     assert calls == {"many": 3, "one": 0}

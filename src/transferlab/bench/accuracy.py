@@ -56,6 +56,7 @@ class TimeToAccuracy(L.Callback):
         with trainer.precision_plugin.forward_context():
             for images, labels in trainer.datamodule.test_dataloader():
                 images, labels = images.to(pl_module.device), labels.to(pl_module.device)
+                images = trainer.datamodule.prepare_batch(images)
                 correct += int((pl_module(images).argmax(1) == labels).sum())
                 total += len(labels)
         pl_module.train(was_training)

@@ -106,6 +106,14 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"Data path alone (loader + augmentation, 1 thread): "
         f"{_num(result['data_path']['images_per_s'])} images/s.",
     ]
+    large = result.get("data_path_large")
+    if large:
+        c, h, w = large["input_shape"]
+        parts[-1] += (
+            f" Resized per batch to {c}x{h}x{w}: {_num(large['images_per_s'])} images/s; the "
+            f"data module holds {_num(large['held_mb'], 1)} MB of uint8 pixels (float32 "
+            f"inputs would take {_num(large['float32_inputs_mb'], 1)} MB)."
+        )
     recipes = result.get("time_to_accuracy") or []
     if recipes:
         parts += ["", "## Time to accuracy", ""]

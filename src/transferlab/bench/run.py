@@ -207,20 +207,39 @@ def throughput(
     return rows
 
 
-def data_path(settings: BenchSettings, work_dir: Path) -> dict[str, Any]:
-    """Images/s of the training data path alone (loader + default augmentation) on one thread."""
+def _held_mb(dm: Any) -> dict[str, float]:
+    """MB of uint8 pixels the data module holds, and what float32 inputs would take."""
+    sets = (dm.train_set, dm.val_set, dm.test_set)
+    count = sum(len(s) for s in sets)
+    inputs = count * 4 * torch.Size(dm.input_shape).numel()
+    return {
+        "held_mb": sum(s.pixels.nbytes for s in sets) / 2**20,
+        "float32_inputs_mb": inputs / 2**20,
+    }
+
+
+def data_path(
+    settings: BenchSettings, work_dir: Path, image_size: int | None = None, batches: int = 0
+) -> dict[str, Any]:
+    """Images/s of the training data path alone (loader, per-batch preparation, default
+    augmentation) on one thread; ``image_size`` resizes the inputs (3 channels) per batch."""
     overrides = _workload("small_cnn", settings)
-    work = Workload(compose_train_config(overrides, work_dir / "data_path"))
+    if image_size is not None:
+        overrides += [f"data.image_size={image_size}", "+data.channels=3"]
+    name = "data_path" if image_size is None else f"data_path_{image_size}"
+    work = Workload(compose_train_config(overrides, work_dir / name))
     dm = work.datamodule
+    wanted = (batches or settings.data_path_batches) * settings.batch_size
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         images, start = 0, time.perf_counter()
-        while images < settings.data_path_batches * settings.batch_size:
+        while images < wanted:
             for x, _ in dm.train_dataloader():
+                x = dm.prepare_batch(x)
                 x = dm.augment(x) if dm.augment is not None else x
                 images += len(x)
-                if images >= settings.data_path_batches * settings.batch_size:
+                if images >= wanted:
                     break
         seconds = time.perf_counter() - start
     finally:
@@ -230,6 +249,8 @@ def data_path(settings: BenchSettings, work_dir: Path) -> dict[str, Any]:
         "images": images,
         "threads": 1,
         "augment": repr(dm.augment),
+        "input_shape": list(dm.input_shape),
+        **_held_mb(dm),
     }
 
 
@@ -398,6 +419,10 @@ def run_benchmark(
     result: dict[str, Any] = {"machine": machine_info(), "settings": settings.to_dict()}
     progress(f"data path ({settings.data_path_batches} batches, 1 thread)")
     result["data_path"] = data_path(settings, work)
+    if settings.large_input_size:
+        size = settings.large_input_size
+        progress(f"data path at {size} px ({settings.large_input_batches} batches, 1 thread)")
+        result["data_path_large"] = data_path(settings, work, size, settings.large_input_batches)
     result["throughput"] = []
     for model in settings.models:
         progress(f"throughput: {model}")

@@ -26,6 +26,9 @@ class BenchSettings:
     eval_batch_size: int = 512
     infer_batches: int = 10
     data_path_batches: int = 100
+    # the data path again with inputs resized per batch to this size (3 channels; None: off)
+    large_input_size: int | None = 224
+    large_input_batches: int = 10
     bf16_models: tuple[str, ...] = ("resnet8", "resnet18")
     # per-model overrides of train_steps (resnet18 is ~40x slower than small_cnn per image)
     steps_override: dict[str, int] = field(default_factory=dict)
@@ -84,6 +87,7 @@ PRESETS: dict[str, BenchSettings] = {
         eval_batch_size=64,
         infer_batches=2,
         data_path_batches=5,
+        large_input_batches=2,
         bf16_models=("small_cnn",),
         perf_variants={"channels_last": ("perf.channels_last=true",)},
         accuracy_epochs=1,
@@ -120,6 +124,7 @@ PRESETS["speedrun"] = BenchSettings(
     models=(),
     bf16_models=(),
     data_path_batches=20,
+    large_input_size=None,
     speedrun_recipe="fmnist_speedrun",
     startup_repeats=5,
 )

@@ -1,4 +1,5 @@
-"""The Lightning data module: one data set, one split, preprocessed once in memory."""
+"""The Lightning data module: one data set, one split, held in memory as uint8 pixels and
+prepared (resize, channels, normalisation, augmentation) per batch."""
 
 from __future__ import annotations
 
@@ -9,16 +10,24 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerStatus
 from pydantic import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from transferlab.core.errors import ConfigError, DataError
 from transferlab.core.schema import typed
 from transferlab.data.augment import BatchAugment
-from transferlab.data.batching import TensorBatchDataset, keep_batch
+from transferlab.data.batching import ImageBatchDataset, keep_batch
 from transferlab.data.datasets import ImageData, dataset_options, load_dataset
+from transferlab.data.file_images import take
 from transferlab.data.inference import PREPROCESSING_VERSION
-from transferlab.data.preprocess import imagenet_stats, normalize_, pool_stats, to_float
+from transferlab.data.preprocess import (
+    BatchTransform,
+    imagenet_stats,
+    normalize_,
+    pool_stats,
+    to_float,
+)
 from transferlab.data.shift import parse_shift
 from transferlab.data.splits import (
     SplitIndices,
@@ -55,11 +64,15 @@ def _stat_list(name: str, value: Any) -> list[float] | None:
 
 
 class ImageClassificationDataModule(L.LightningDataModule):
-    """Loads a data set, splits it with :func:`make_splits`, and serves preprocessed tensors.
+    """Loads a data set, splits it with :func:`make_splits`, and serves its batches.
 
-    Images are converted to float and normalised once in ``setup``; batches are sliced from
-    memory. Augmentation (``augment``: hflip, crop_padding, noise_std) runs on the device in
-    ``on_after_batch_transfer``, only while the trainer is training. A labelled set smaller
+    Each split is held once as uint8 pixels at the data set's stored size; batches are sliced
+    from memory and prepared by one :class:`BatchTransform` (to float, channels, resize,
+    normalisation): on the device in ``on_after_batch_transfer`` while a Trainer runs with
+    this module, on the CPU otherwise (``train_set`` etc. yield prepared inputs). With a ``shift``
+    the splits are prepared once in ``setup`` instead (the shift's noise is drawn per split).
+    Augmentation (``augment``: hflip, crop_padding, noise_std) runs on the device after the
+    transform, only while the trainer is training. A labelled set smaller
     than ``min_samples_per_epoch`` is drawn with replacement to that many samples per epoch,
     so tiny label budgets get several optimizer steps per validation.
     """
@@ -156,15 +169,27 @@ class ImageClassificationDataModule(L.LightningDataModule):
                 mean, std = (values, std) if name == "mean" else (mean, values)
         return mean, std
 
-    def _tensors(
+    def _transform(self) -> BatchTransform:
+        normalized = self.normalize is not None or self.mean_override or self.std_override
+        return BatchTransform(
+            self.image_size,
+            self.channels,
+            tuple(self._mean) if normalized else None,
+            tuple(self._std) if normalized else None,
+        )
+
+    def _dataset(
         self, images: torch.Tensor, labels: torch.Tensor, stream: int = 0
-    ) -> TensorBatchDataset:
+    ) -> ImageBatchDataset:
+        labels = remap_labels(labels, self._split.classes)
+        if self.shift is None:
+            return ImageBatchDataset(images, labels, self._batch_transform)
         x = to_float(images, self.image_size, self.channels)
-        if self.shift is not None:  # normalised with the clean pool's statistics below
-            x = self.shift.apply(x, stream)
-        if self.normalize is not None or self.mean_override or self.std_override:
-            normalize_(x, self._mean, self._std)
-        return TensorBatchDataset(x, remap_labels(labels, self._split.classes))
+        x = self.shift.apply(x, stream)  # normalised with the clean pool's statistics
+        transform = self._batch_transform
+        if transform.mean is not None and transform.std is not None:
+            normalize_(x, transform.mean, transform.std)
+        return ImageBatchDataset(x, labels)
 
     def setup(self, stage: str | None = None) -> None:
         """Load, split and preprocess (once; later calls do nothing)."""
@@ -185,16 +210,18 @@ class ImageClassificationDataModule(L.LightningDataModule):
         channels = self.channels or data.channels
         self._native_channels = data.channels
         self._mean, self._std = self._stats(data, channels)
+        self._batch_transform = self._transform()
+        self._input_shape = self._batch_transform.output_shape(data.train_images.shape)
         self._class_names = [data.class_names[c] for c in classes]
         self._all_class_names = list(data.class_names)
-        self.train_set = self._tensors(
-            data.train_images[self._split.train], data.train_labels[self._split.train]
+        self.train_set = self._dataset(
+            take(data.train_images, self._split.train), data.train_labels[self._split.train]
         )
-        self.val_set = self._tensors(
-            data.train_images[self._split.val], data.train_labels[self._split.val], stream=1
+        self.val_set = self._dataset(
+            take(data.train_images, self._split.val), data.train_labels[self._split.val], stream=1
         )
-        self.test_set = self._tensors(
-            data.test_images[self._split.test], data.test_labels[self._split.test], stream=2
+        self.test_set = self._dataset(
+            take(data.test_images, self._split.test), data.test_labels[self._split.test], stream=2
         )
         self._data = None  # the uint8 pool is no longer needed
         self._ready = True
@@ -254,10 +281,9 @@ class ImageClassificationDataModule(L.LightningDataModule):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of the preprocessed images."""
+        """(C, H, W) of the model's inputs."""
         self._ensure_setup()
-        c, h, w = self.train_set.images.shape[1:]
-        return int(c), int(h), int(w)
+        return self._input_shape
 
     @property
     def mean(self) -> list[float]:
@@ -333,28 +359,49 @@ class ImageClassificationDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def _served(self, data: ImageBatchDataset) -> Dataset:
+        """Raw pixels while a Trainer runs with this module (its batch hook prepares them on
+        the device), else prepared inputs."""
+        trainer = self.trainer
+        driven = trainer is not None and trainer.datamodule is self
+        return data.raw() if driven and trainer.state.status == TrainerStatus.RUNNING else data
+
+    def prepare_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """Model inputs from a batch of this module's loaders (stored uint8 pixels are
+        prepared on their device; prepared float inputs pass unchanged)."""
+        self._ensure_setup()
+        return self._batch_transform(images)
+
     def train_dataloader(self) -> DataLoader:
         self._ensure_setup()
-        return self.loader(self.train_set, self.batch_size, shuffle=True)
+        return self.loader(self._served(self.train_set), self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
         """The validation loader, or ``[]`` when there is no validation split."""
         self._ensure_setup()
         if len(self.val_set) == 0:
             return []
-        return self.loader(self.val_set, self.eval_batch_size, shuffle=False)
+        return self.loader(self._served(self.val_set), self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         self._ensure_setup()
-        return self.loader(self.test_set, self.eval_batch_size, shuffle=False)
+        return self.loader(self._served(self.test_set), self.eval_batch_size, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Augment training batches on their device (eval batches pass unchanged)."""
+        """Prepare uint8 batches on their device (then cast as the trainer's precision casts
+        inputs) and augment training batches; prepared eval batches pass unchanged."""
         trainer = self.trainer
-        if self.augment is None or trainer is None or not trainer.training:
+        augment = self.augment is not None and trainer is not None and trainer.training
+        if not isinstance(batch, (tuple, list)) or not isinstance(batch[0], torch.Tensor):
             return batch
         images, labels = batch
-        return self.augment(images), labels
+        if images.dtype != torch.uint8 and not augment:
+            return batch
+        if images.dtype == torch.uint8:
+            images = self.prepare_batch(images)
+            if trainer is not None:
+                images = trainer.precision_plugin.convert_input(images)
+        return (self.augment(images) if augment else images), labels

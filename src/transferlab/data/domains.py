@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from transferlab.core.errors import ConfigError, DataError
 from transferlab.core.specs import InputRequirement, InputSpec
-from transferlab.data.batching import TensorBatchDataset, keep_batch
+from transferlab.data.batching import ImageBatchDataset, keep_batch
 from transferlab.data.target import target_datamodule
 
 
@@ -42,12 +42,12 @@ class UnlabeledImages(Dataset):
 class Domains:
     """Source and target splits of one run, with what the model must match."""
 
-    source_train: TensorBatchDataset
-    source_val: TensorBatchDataset
-    source_test: TensorBatchDataset
-    target_train: TensorBatchDataset
-    target_val: TensorBatchDataset
-    target_test: TensorBatchDataset
+    source_train: ImageBatchDataset
+    source_val: ImageBatchDataset
+    source_test: ImageBatchDataset
+    target_train: ImageBatchDataset
+    target_val: ImageBatchDataset
+    target_test: ImageBatchDataset
     class_names: list[str]
     input_spec: InputSpec
 
@@ -85,10 +85,6 @@ def disjoint_parts(
     return torch.cat(source).sort().values, torch.cat(target).sort().values
 
 
-def _subset(data: TensorBatchDataset, rows: torch.Tensor) -> TensorBatchDataset:
-    return TensorBatchDataset(data.images[rows], data.labels[rows])
-
-
 def build_domains(
     data_cfg: Mapping[str, Any],
     shift: Mapping[str, Any],
@@ -109,10 +105,10 @@ def build_domains(
         )
     source_rows, target_rows = disjoint_parts(clean.train_set.labels, target_fraction, seed)
     return Domains(
-        source_train=_subset(clean.train_set, source_rows),
+        source_train=clean.train_set.subset(source_rows),
         source_val=clean.val_set,
         source_test=clean.test_set,
-        target_train=_subset(shifted.train_set, target_rows),
+        target_train=shifted.train_set.subset(target_rows),
         target_val=shifted.val_set,
         target_test=shifted.test_set,
         class_names=clean.class_names,

@@ -1,18 +1,19 @@
 """The user's own images: ``root/<class>/*.png|jpg|jpeg|bmp``, with a fixed test split.
 
 Each file is decoded, converted to 8 bits and resized on its own (data/decode.py), so peak
-memory is the stored data set plus about one full-size image; see docs/data.md."""
+memory is the stored data set plus about one full-size image; with ``stream=true`` only the
+paths are held and files are decoded batch by batch (data/file_images.py); see docs/data.md."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from transferlab.core.errors import ConfigError, DataError
-from transferlab.data.decode import GRAY_MODES, decode_image, pixel_limit, read_header
+from transferlab.data.decode import GRAY_MODES, pixel_limit, read_header
+from transferlab.data.file_images import FileImages, take
 from transferlab.data.image_data import ImageData
 from transferlab.data.splits import stratified_holdout
 
@@ -96,6 +97,7 @@ def _check_options(
     test_fraction: object,
     max_image_pixels: object,
     recursive: object,
+    stream: object,
 ) -> None:
     if image_size is not None and (
         isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1
@@ -118,8 +120,9 @@ def _check_options(
             f"max_image_pixels={max_image_pixels!r} is invalid; use a positive integer or null "
             "(PIL's decompression-bomb limit)"
         )
-    if not isinstance(recursive, bool):
-        raise ConfigError(f"recursive={recursive!r} is invalid; use true or false")
+    for name, value in (("recursive", recursive), ("stream", stream)):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r} is invalid; use true or false")
 
 
 def load_image_folder(
@@ -130,14 +133,16 @@ def load_image_folder(
     test_fraction: float = 0.2,
     max_image_pixels: int | None = None,
     recursive: bool = False,
+    stream: bool = False,
 ) -> ImageData:
     """Images from ``root/<class>/``; classes sorted by folder name, a fixed stratified
     ``test_fraction`` of each class held out. ``grayscale=None`` keeps 1 channel only if every
     image is grayscale. Each image is resized to ``image_size`` right after decoding. Larger
     than ``max_image_pixels`` (default: where PIL refuses, 2 x ``PIL.Image.MAX_IMAGE_PIXELS``)
     is an error; ``recursive`` also reads sub-folders of class folders (else an error).
-    ``download`` is ignored."""
-    _check_options(image_size, grayscale, test_fraction, max_image_pixels, recursive)
+    ``stream`` keeps only the paths (:class:`FileImages`: decoded per batch, in loader
+    workers). ``download`` is ignored."""
+    _check_options(image_size, grayscale, test_fraction, max_image_pixels, recursive, stream)
     if root is None:
         raise DataError("data=image_folder needs data.root=<dir> with one sub-folder per class")
     base = Path(root).expanduser()
@@ -161,23 +166,15 @@ def load_image_folder(
         width, height = headers[0][1]
     else:
         width = height = image_size
-    stacked = np.empty((len(paths), 1 if gray else 3, height, width), dtype=np.uint8)
-    for i, path in enumerate(paths):
-        array = decode_image(path, gray, image_size, limit)
-        if array.shape != stacked.shape[1:]:  # a file whose header lied about its size
-            raise DataError(
-                f"image {path} decoded to {array.shape[2]}x{array.shape[1]}, not "
-                f"{width}x{height} as its header says; fix or remove the file"
-            )
-        stacked[i] = array
-    images = torch.from_numpy(stacked)
+    files = FileImages(paths, gray, height, width, image_size, limit)
+    images = files if stream else files[:]
     label_tensor = torch.as_tensor(labels, dtype=torch.int64)
     names = [f.name for f in folders]
     train, test = stratified_holdout(label_tensor, test_fraction, SPLIT_SEED, names)
     return ImageData(
-        images[train],
+        take(images, train),
         label_tensor[train],
-        images[test],
+        take(images, test),
         label_tensor[test],
         names,
         "image_folder",

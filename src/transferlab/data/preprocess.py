@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHUNK = 8192  # images converted at a time, to bound peak memory
+HISTOGRAM_CHUNK_BYTES = 64 * 2**20  # uint8 pixels counted at a time (file images are decoded)
 
 
 def _convert_chunk(x: torch.Tensor, image_size: int | None, channels: int | None) -> torch.Tensor:
@@ -36,24 +38,28 @@ def to_float(
     ]
     if not chunks:
         size = images.shape[-2:] if image_size is None else (image_size, image_size)
-        return torch.empty(0, channels or images.shape[1], *size)
-    return torch.cat(chunks)
+        device = getattr(images, "device", None)  # file images have none
+        return torch.empty(0, channels or images.shape[1], *size, device=device)
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
 
 def _histograms(images: torch.Tensor, to_gray: bool) -> tuple[list[torch.Tensor], int]:
     """Per-channel value histograms (exact, cheap) and the value that means 1.0."""
-    if to_gray:  # the channel mean is (sum of channels) / (255 * C): histogram the sums
-        top = 255 * images.shape[1]
-        hist = torch.zeros(top + 1, dtype=torch.int64)
-        for i in range(0, len(images), CHUNK):
-            sums = images[i : i + CHUNK].to(torch.int64).sum(dim=1).flatten()
-            hist += torch.bincount(sums, minlength=top + 1)
-        return [hist], top
-    hists = [
-        torch.bincount(images[:, k].flatten(), minlength=256).to(torch.int64)
-        for k in range(images.shape[1])
-    ]
-    return hists, 255
+    channels = images.shape[1]
+    # the channel mean is (sum of channels) / (255 * C): histogram the sums
+    top = 255 * channels if to_gray else 255
+    hists = [torch.zeros(top + 1, dtype=torch.int64) for _ in range(1 if to_gray else channels)]
+    step = max(1, HISTOGRAM_CHUNK_BYTES // max(1, torch.Size(images.shape[1:]).numel()))
+    for i in range(0, len(images), step):
+        chunk = images[i : i + step]
+        if to_gray:
+            hists[0] += torch.bincount(
+                chunk.to(torch.int64).sum(dim=1).flatten(), minlength=top + 1
+            )
+            continue
+        for k in range(channels):
+            hists[k] += torch.bincount(chunk[:, k].flatten(), minlength=256)
+    return hists, top
 
 
 def pool_stats(images: torch.Tensor, channels: int | None = None) -> tuple[list[float], ...]:
@@ -82,6 +88,34 @@ def imagenet_stats(channels: int) -> tuple[list[float], list[float]]:
 
 def normalize_(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """In place: ``(x - mean) / std`` per channel."""
-    m = torch.as_tensor(list(mean), dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.as_tensor(list(std), dtype=x.dtype).view(1, -1, 1, 1)
+    m = torch.as_tensor(list(mean), dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(list(std), dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return x.sub_(m).div_(s)
+
+
+@dataclass(frozen=True)
+class BatchTransform:
+    """Stored uint8 pixels (B, C, H, W) at native size -> model inputs: float in [0, 1],
+    channels converted, resized to ``image_size`` squared, normalised by ``mean``/``std`` (when
+    set). Runs on the batch's device; a float batch is taken as already prepared and returned
+    unchanged."""
+
+    image_size: int | None = None
+    channels: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            return images
+        x = to_float(images, self.image_size, self.channels)
+        if self.mean is not None and self.std is not None:
+            normalize_(x, self.mean, self.std)
+        return x
+
+    def output_shape(self, stored: Sequence[int]) -> tuple[int, int, int]:
+        """(C, H, W) of the inputs made from stored images of shape ``stored`` (C, H, W)."""
+        channels, height, width = (int(v) for v in stored[-3:])
+        if self.image_size is not None:
+            height = width = self.image_size
+        return self.channels or channels, height, width

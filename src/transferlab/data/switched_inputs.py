@@ -47,7 +47,7 @@ class SwitchedInputsDataModule(L.LightningDataModule):
             self._rows[split] = TensorBatchDataset(
                 torch.arange(first, first + len(data)), data.labels
             )
-            self._tables.append((first, data.images, alternates[split]))
+            self._tables.append((first, data.pixels, alternates[split]))
             first += len(data)
 
     def setup(self, stage: str | None = None) -> None:

@@ -260,7 +260,7 @@ class AutoencoderTransferModule(FinetuneModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if source is None or self.input_shape is None or datamodule is None:
             return
-        images = next(iter(datamodule.train_dataloader()))[0]
+        images = datamodule.prepare_batch(next(iter(datamodule.train_dataloader()))[0])
         autoencoder = build_autoencoder(self.backbone, self.input_shape)
         autoencoder.decoder.load_state_dict(source.decoder_state)
         autoencoder.decoder.to(self.device)

@@ -148,7 +148,7 @@ def save_sample_grid(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    images, labels = datamodule.train_set.images, datamodule.train_set.labels
+    labels = datamodule.train_set.labels
     mean = torch.tensor(datamodule.mean).view(-1, 1, 1)
     std = torch.tensor(datamodule.std).view(-1, 1, 1)
     names = datamodule.class_names
@@ -157,11 +157,12 @@ def save_sample_grid(
     )
     for row, name in enumerate(names):
         chosen = torch.nonzero(labels == row).flatten()[:per_class]
+        images = datamodule.train_set.inputs(chosen)
         for col in range(per_class):
             ax = axes[row][col]
             ax.set_axis_off()
             if col < len(chosen):
-                image = (images[chosen[col]].float() * std + mean).clamp(0, 1)
+                image = (images[col].float() * std + mean).clamp(0, 1)
                 shown = image.permute(1, 2, 0).squeeze(-1).numpy()
                 ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=1)
         axes[row][0].set_title(name, fontsize=8, loc="left")

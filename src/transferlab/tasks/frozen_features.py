@@ -161,8 +161,9 @@ def compute_all(
     return {
         split: pooled_features(
             backbone,
-            getattr(datamodule, f"{split}_set").images,
+            getattr(datamodule, f"{split}_set").pixels,
             batch_size=int(datamodule.eval_batch_size),
+            prepare=getattr(datamodule, f"{split}_set").prepare,
             device=trainer.strategy.root_device,
             context=trainer.precision_plugin.forward_context,
         )
