@@ -14,8 +14,9 @@ from transferlab.data.target import target_datamodule, target_pool
 from transferlab.data.unlabelled_pool import NO_LABEL, WithUnlabelledPool
 from transferlab.models import build_backbone
 from transferlab.modules.pseudo_labels import pseudo_label_loss
+from transferlab.modules.registry import check_strategy_config
 from transferlab.modules.semisup import SemisupModule
-from transferlab.tasks import run_training
+from transferlab.tasks import run_training, to_plain
 
 DIGITS = {"dataset": "digits", "classes": [5, 6, 7, 8, 9], "labels_per_class": 3}
 DIGITS |= {"val_per_class": 20, "batch_size": 8, "augment": {"crop_padding": 1}}
@@ -142,3 +143,23 @@ def test_fixmatch_trains_for_real_on_digits_well_above_chance(make_cfg, tmp_path
     record = run_training(cfg, tmp_path)
     assert record["status"] == "completed"
     assert record["metrics"]["test/acc"] > 0.6  # chance: 0.2
+
+
+def test_the_experiment_sweeps_three_arms_that_each_compose(make_cfg) -> None:
+    params = make_cfg("experiment=fmnist_semisup", with_hydra=True).hydra.sweeper.params
+    assert params["strategy"] == "semisup,semisup_pseudo_label,finetune"
+    assert params["data.labels_per_class"] == "1,5,20" and params["seed"] == "0,1,2"
+    methods = set()
+    for arm in params["strategy"].split(","):
+        plain = to_plain(make_cfg("experiment=fmnist_semisup", f"strategy={arm}"))
+        check_strategy_config(plain["strategy"])
+        assert plain["source"]["seed"] == plain["seed"] and plain["trainer"]["max_steps"] == 600
+        assert plain["data"]["classes"] == [5, 6, 7, 8, 9] and plain["source"]["classes"] == [
+            0,
+            1,
+            2,
+            3,
+            4,
+        ]
+        methods.add((plain["strategy"]["name"], plain["strategy"].get("method")))
+    assert methods == {("semisup", "fixmatch"), ("semisup", "pseudo_label"), ("finetune", None)}
