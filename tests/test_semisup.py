@@ -3,6 +3,7 @@ target pool."""
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 
 import pytest
@@ -142,7 +143,10 @@ def test_fixmatch_trains_for_real_on_digits_well_above_chance(make_cfg, tmp_path
     )
     record = run_training(cfg, tmp_path)
     assert record["status"] == "completed"
-    assert record["metrics"]["test/acc"] > 0.6  # chance: 0.2
+    assert record["metrics"]["test/acc"] > 0.5  # chance: 0.2; seeds 0 and 1 gave 0.86 and 0.70
+    (log,) = tmp_path.rglob("metrics.csv")
+    rows = [r for r in csv.DictReader(log.open()) if r.get("train/mask_rate")]
+    assert float(rows[-1]["train/mask_rate"]) > 0 and float(rows[-1]["train/loss_u"]) > 0
 
 
 def test_the_experiment_sweeps_three_arms_that_each_compose(make_cfg) -> None:

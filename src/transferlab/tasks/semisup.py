@@ -3,6 +3,7 @@ unlabelled target pool beside its labelled training batches."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,8 @@ from transferlab.data.strong_augment import StrongAugment
 from transferlab.data.target import target_pool
 from transferlab.data.unlabelled_pool import WithUnlabelledPool
 from transferlab.modules.semisup import SemisupModule
+
+log = logging.getLogger(__name__)
 
 
 def semisup_data(
@@ -33,4 +36,11 @@ def semisup_data(
         datamodule, pool.train_set.images, module.mu, module.views, strong, split_seed
     )
     info = {"images": len(pool.train_set), "views": list(module.views), "mu": module.mu}
+    log.info(
+        "unlabelled target pool: %d images (labels dropped; validation and test left out), "
+        "views %s, %d per labelled image",
+        info["images"],
+        "+".join(module.views),
+        module.mu,
+    )
     return data, info
