@@ -119,10 +119,17 @@ def test_the_pool_is_every_target_training_image_but_the_validation_split() -> N
     assert torch.equal(both, target) and len(pool.train_set) == len(pool.split.train)
 
 
-@pytest.mark.parametrize("method", ["fixmatch", "pseudo_label"])
-def test_strategy_runs_fast_dev_run(make_cfg, tmp_path, method: str) -> None:
-    cfg = make_cfg("strategy=semisup", f"strategy.method={method}", "debug=fast_dev_run")
-    record = run_training(cfg, tmp_path)
+@pytest.mark.parametrize(
+    ("method", "more"),
+    [
+        ("fixmatch", []),
+        ("pseudo_label", []),
+        ("fixmatch", ["source=random", "strategy.mode=linear_probe", "data.augment.hflip=true"]),
+    ],
+)
+def test_strategy_runs_fast_dev_run(make_cfg, tmp_path, method: str, more: list[str]) -> None:
+    overrides = ["strategy=semisup", f"strategy.method={method}", "debug=fast_dev_run", *more]
+    record = run_training(make_cfg(*overrides), tmp_path)
     assert record["status"] == "debug" and 0.0 <= record["metrics"]["test/acc"] <= 1.0
     assert record["identity"]["method"] == method and record["identity"]["strategy"] == "semisup"
     views = ["weak", "strong"] if method == "fixmatch" else ["weak"]
