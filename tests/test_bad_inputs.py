@@ -742,6 +742,37 @@ CASES: list[tuple[str, str, Setup, str]] = [
         "holds no classifier weights",
     ),
     ("export-missing-checkpoint", "transferlab", _args("export", "/nowhere/x.ckpt"), "not found"),
+    # strategy=semisup (issue 19 item 4): all refused before a source is built
+    (
+        "semisup-unknown-method",
+        "train",
+        _args("strategy=semisup", "strategy.method=mixmatch"),
+        "unknown strategy.method 'mixmatch'; valid: fixmatch, pseudo_label",
+    ),
+    (
+        "semisup-threshold-zero",
+        "train",
+        _args("strategy=semisup", "strategy.threshold=0"),
+        "strategy.threshold=0 is invalid: Input should be greater than 0",
+    ),
+    (
+        "semisup-threshold-above-one",
+        "train",
+        _args("strategy=semisup", "strategy.threshold=1.5"),
+        "strategy.threshold=1.5 is invalid: Input should be less than or equal to 1",
+    ),
+    (
+        "semisup-mu-below-one",
+        "train",
+        _args("strategy=semisup", "strategy.mu=0"),
+        "strategy.mu=0 is invalid: Input should be greater than 0",
+    ),
+    (
+        "semisup-strong-magnitude-out-of-range",
+        "train",
+        _args("strategy=semisup", "strategy.strong_augment.magnitude=31"),
+        "strategy.strong_augment.magnitude=31 is invalid",
+    ),
     # weight averaging and Co-Tuning (issue 16)
     (
         "wise-without-source-weights",

@@ -53,3 +53,18 @@ def target_datamodule(
         len(datamodule.test_set),
     )
     return datamodule, InputSpec(int(channels), int(height), kwargs.get("normalize", "data"))
+
+
+def target_pool(
+    data_cfg: Mapping[str, Any],
+    seed: int | None,
+    requirement: InputRequirement | None = None,
+) -> ImageClassificationDataModule:
+    """The data module whose training split is the target's unlabelled pool: every training
+    image of the selected classes but the validation split (carved first, the same for any
+    label budget), the labelled ones included; preprocessed as :func:`target_datamodule`'s.
+    Its labels must not be read; its validation and test splits are the target's."""
+    unlabelled = {**data_cfg, "labels_per_class": None, "label_fraction": None}
+    unlabelled["min_samples_per_epoch"] = None
+    datamodule, _ = target_datamodule(unlabelled, seed, requirement)
+    return datamodule

@@ -19,6 +19,7 @@ from transferlab.core.registry import Registry
 from transferlab.models import Backbone
 from transferlab.modules.classifier import ClassifierModule
 from transferlab.modules.grl import dann_lambda, grad_reverse
+from transferlab.modules.pseudo_labels import pseudo_label_loss
 
 Batch = Mapping[str, Any]
 SourceBatch = tuple[torch.Tensor, torch.Tensor] | None
@@ -182,10 +183,8 @@ class PseudoLabelModule(AdaptModule):
         source_features, target_features = self.joint_features(images, target)
         class_loss = self.source_loss(self.head(source_features), labels)
         target_logits = self.head(target_features)
-        confidence, pseudo = self.pseudo_label_probabilities(target_logits).max(dim=1)
-        mask = (confidence >= self.threshold).float()
-        per_image = F.cross_entropy(target_logits, pseudo, reduction="none")
-        target_loss = (per_image * mask).sum() / len(target)  # FixMatch normalisation
+        probabilities = self.pseudo_label_probabilities(target_logits)
+        target_loss, mask = pseudo_label_loss(probabilities, target_logits, self.threshold)
         loss = class_loss + self.target_weight * target_loss
         terms = {"class_loss": class_loss, "pseudo_loss": target_loss, "mask_rate": mask.mean()}
         return loss, terms

@@ -13,11 +13,13 @@ from transferlab.modules import build_strategy, strategy_spec
 from transferlab.modules.perf import apply_perf
 from transferlab.modules.registry import check_strategy_config
 from transferlab.modules.regularizers import NEEDS_HEAD, check_regularizer
+from transferlab.modules.semisup import SemisupModule
 from transferlab.sources import SOURCES, check_source_overlap, make_source
 from transferlab.tasks.checkpoints import check_resume_checkpoint
 from transferlab.tasks.context import RunContext, register_task
 from transferlab.tasks.distributed import single_device_overrides
 from transferlab.tasks.frozen_features import feature_cache_setting, use_feature_cache
+from transferlab.tasks.semisup import semisup_data
 from transferlab.tasks.wise import check_wise, wise_step
 
 
@@ -95,6 +97,10 @@ def run_classify(ctx: RunContext) -> dict[str, Any]:
     # frozen epochs may read cached backbone features instead of images
     data, feature_cache = use_feature_cache(plain, trainer, module, datamodule, spec)
     extra: dict[str, Any] = {"feature_cache": feature_cache}
+    if isinstance(module, SemisupModule):  # the unlabelled target pool beside the labels
+        data, extra["unlabelled_pool"] = semisup_data(
+            module, datamodule, plain["data"], ctx.seed, requirement
+        )
     before_test = None
     if wise_alphas is not None:  # validated on images: the interpolated backbone is not cached
         step = wise_step(
