@@ -150,7 +150,7 @@ def test_eszsl_recognises_unseen_classes_when_features_are_linear_in_attributes(
         unseen[row, [i, j]] = 2**-0.5
     mapping = torch.randn(5, 12, generator=torch.Generator().manual_seed(0))
     seen_y, unseen_y = torch.arange(5).repeat_interleave(10), torch.arange(4).repeat(3)
-    method = build_method("eszsl", {"gamma": 1e-6, "lam": 1e-6}).fit(
+    method = build_method("eszsl", {"gamma": 1e-6, "lam": 1e-6, "center": False}).fit(
         seen[seen_y] @ mapping,
         seen_y,
         ClassSet(list("abcde"), seen),
@@ -181,7 +181,9 @@ def test_sae_recovers_an_exact_semantic_autoencoder() -> None:
 
 
 def test_unknown_method_and_option_are_one_line_errors() -> None:
-    with pytest.raises(ConfigError, match="valid: bilinear, clip, eszsl, fclswgan, sae"):
+    with pytest.raises(
+        ConfigError, match="valid: bilinear, class_mean, clip, eszsl, fclswgan, sae"
+    ):
         build_method("devise", {})
     with pytest.raises(ConfigError, match="no option.*gama.*accepted: gamma, lam"):
         build_method("eszsl", {"gama": 1})

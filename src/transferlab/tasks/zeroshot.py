@@ -5,13 +5,15 @@ seen classes -> ZSL / GZSL test metrics -> results.json (the format every strate
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
 from sklearn.model_selection import ParameterGrid
 
 from transferlab.core.errors import ConfigError
@@ -29,10 +31,12 @@ from transferlab.zeroshot.leakage import (
 from transferlab.zeroshot.methods import (
     ClassSet,
     ZeroShotMethod,
+    ZeroShotModule,
     build_method,
     method_class,
     method_options,
 )
+from transferlab.zeroshot.methods.module import ClosedFormModule
 from transferlab.zeroshot.metrics import choose_gamma, gzsl_metrics, zsl_accuracy
 from transferlab.zeroshot.semantics import DEFAULT_TEMPLATES, class_semantics
 from transferlab.zeroshot.splits import ClassSplit, resolve_split, stage_indices
@@ -76,7 +80,7 @@ def _per_class_head(indices: torch.Tensor, labels: torch.Tensor, k: int) -> torc
 
 def method_grid(zs: Mapping[str, Any], method: str, fast: bool) -> list[dict[str, Any]]:
     """Every hyperparameter combination of ``strategy.<method>`` (list values are searched)."""
-    params = dict(zs.get(method) or {})
+    params = dict(zs.get(method) or method_class(method).default_grid)
     accepted = method_options(method)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
@@ -92,6 +96,56 @@ def method_grid(zs: Mapping[str, Any], method: str, fast: bool) -> list[dict[str
     return grid
 
 
+Fit = Callable[[ZeroShotMethod, torch.Tensor, torch.Tensor, ClassSet, ClassSet], Any]
+
+
+@contextmanager
+def _lightning_banners_off() -> Iterator[None]:
+    """No "GPU available" banner for each of the validation stage's many small fits."""
+    loggers = [logging.getLogger(n) for n in ("lightning", "lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def make_fit(ctx: RunContext, final: bool) -> Fit:
+    """How this run fits a method. A LightningModule fits under the run's trainer: a bare one
+    (no checkpoints) for closed forms and the validation stage; for a gradient method's final
+    stage, one that writes ``checkpoints/last.ckpt`` each epoch and continues from
+    ``ckpt_path`` (``resume=true``). Methods not yet converted call their own ``fit``."""
+
+    def fit(method: ZeroShotMethod, x: torch.Tensor, y: torch.Tensor, *classes: ClassSet) -> Any:
+        if not isinstance(method, ZeroShotModule):
+            return method.fit(x, y, *classes)
+        if not final or isinstance(method, ClosedFormModule):
+            quiet = {"enable_progress_bar": False, "enable_model_summary": False}
+            with _lightning_banners_off():
+                trainer = ctx.trainer(
+                    with_callbacks=False,
+                    max_epochs=method.epochs,
+                    enable_checkpointing=False,
+                    **quiet,
+                )
+                return method.fit(x, y, *classes, trainer=trainer)
+        checkpoints = ModelCheckpoint(
+            dirpath=ctx.output_dir / "checkpoints",
+            filename="epoch_{epoch:03d}",
+            save_last=True,
+            auto_insert_metric_name=False,
+        )
+        trainer = ctx.trainer(callbacks=[checkpoints], max_epochs=method.epochs)
+        method.fit(x, y, *classes, trainer=trainer, ckpt_path=ctx.resume_from)
+        ctx.optimizer_steps = int(trainer.global_step)
+        return method
+
+    return fit
+
+
 def _class_set(ids: list[int], names: list[str], semantics: torch.Tensor | None) -> ClassSet:
     return ClassSet([names[c] for c in ids], None if semantics is None else semantics[ids])
 
@@ -104,14 +158,15 @@ def evaluate_stage(
     unseen: list[int],
     names: list[str],
     semantics: torch.Tensor | None,
+    fit: Fit | None = None,
 ) -> dict[str, Any]:
-    """Fit ``method`` on ``train`` (classes ``seen``) and score ``test`` (images of ``seen``
-    and ``unseen`` classes). Returns the score matrices, labels and score scale."""
+    """Fit ``method`` on ``train`` (classes ``seen``; with ``fit``, default its own ``fit``) and
+    score ``test`` (images of ``seen`` and ``unseen`` classes). Returns the score matrices,
+    labels and score scale."""
     column = {c: i for i, c in enumerate(seen + unseen)}
-    y_train = torch.as_tensor([column[int(c)] for c in train.classes])
-    method.fit(
-        train.x, y_train, _class_set(seen, names, semantics), _class_set(unseen, names, semantics)
-    )
+    y_train = torch.as_tensor([column[int(c)] for c in train.classes], dtype=torch.long)
+    classes = _class_set(seen, names, semantics), _class_set(unseen, names, semantics)
+    (fit or type(method).fit)(method, train.x, y_train, *classes)
     y_test = torch.as_tensor([column[int(c)] for c in test.classes])
     is_unseen = y_test >= len(seen)
     scores = method.scores(test.x)
@@ -329,6 +384,7 @@ def run_zeroshot(ctx: RunContext) -> dict[str, Any]:
             split.val,
             names,
             semantics,
+            make_fit(ctx, final=False),
         )
         multiple = best_gamma_multiple(stage, calibration)
         candidates.append((params, multiple, stage_metrics(stage, multiple)))
@@ -337,10 +393,12 @@ def run_zeroshot(ctx: RunContext) -> dict[str, Any]:
     params, multiple, val = candidates[best]
 
     # final stage: the backbone and method of all seen classes, tested on the test pool (seen
-    # for GZSL, unseen)
+    # for GZSL, unseen); reseeded, so it starts alike however long the validation stage was
+    ctx.seed_everything(verbose=False)
     final = build_method(method_name, params, **context) if method_cls.trains else methods[best]
     train, test = make("train", idx.train), make("test", idx.test)
-    stage = evaluate_stage(final, train, test, split.seen, split.unseen, names, semantics)
+    fit = make_fit(ctx, final=True) if method_cls.trains else None
+    stage = evaluate_stage(final, train, test, split.seen, split.unseen, names, semantics, fit)
     result = stage_metrics(stage, multiple)
     plain_result = stage_metrics(stage, 0.0)
     metrics: dict[str, Any] = {f"test/{k}": v for k, v in result.items()}

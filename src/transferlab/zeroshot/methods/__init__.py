@@ -15,6 +15,7 @@ from transferlab.zeroshot.methods.base import (
     ZeroShotMethod,
     register_method,
 )
+from transferlab.zeroshot.methods.module import ZeroShotModule
 
 import_submodules(__name__)
 
@@ -54,6 +55,7 @@ __all__ = [
     "ZEROSHOT_METHODS",
     "ClassSet",
     "ZeroShotMethod",
+    "ZeroShotModule",
     "available_methods",
     "build_method",
     "method_class",

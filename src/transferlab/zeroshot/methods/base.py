@@ -1,4 +1,5 @@
-"""The interface every zero-shot method implements, and a shared softmax-training loop."""
+"""The interface every zero-shot method implements, and the softmax-training loop of the methods
+not yet converted to LightningModules (f-CLSWGAN; see module.py for the Lightning skeleton)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ class ZeroShotMethod:
     uses_semantics = True
     #: options whose value is one list (not a grid of values to search)
     list_options: tuple[str, ...] = ()
+    #: the grid searched when the config has no ``strategy.<method>`` block (a method added
+    #: after the shipped config, whose block would change every zero-shot run hash)
+    default_grid: dict[str, Any] = {}
 
     @classmethod
     def source_info(cls, options: dict[str, Any], allow_unverified: bool) -> dict[str, Any]:
@@ -71,24 +75,6 @@ ZEROSHOT_METHODS: Registry[type[ZeroShotMethod]] = Registry("zero-shot method")
 def register_method(name: str) -> Callable[[type[ZeroShotMethod]], type[ZeroShotMethod]]:
     """Class decorator: register a :class:`ZeroShotMethod` as ``strategy.method=<name>``."""
     return ZEROSHOT_METHODS.register(name)
-
-
-class CompatibilityMethod(ZeroShotMethod):
-    """A method whose score is a compatibility ``F(x, s_c)`` with each class's semantics."""
-
-    def compatibility(self, x: torch.Tensor, semantics: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def remember(self, seen: ClassSet, unseen: ClassSet) -> None:
-        self.num_seen = len(seen)
-        self.all_semantics = torch.cat([seen.semantics, unseen.semantics]).float()
-        self.unseen_semantics = unseen.semantics.float()
-
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.compatibility(x, self.all_semantics)
-
-    def zsl_scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.compatibility(x, self.unseen_semantics)
 
 
 def train_softmax(
