@@ -6,7 +6,11 @@
 set -euo pipefail
 here="$(dirname "$0")"
 status=0
-REPORT_ARGS="${GAN_REPORT_ARGS:---compare gan:finetune}" \
+gan="gan/linear_probe+source=gan"
+ae="autoencoder/linear_probe"
+REPORT_ARGS="${GAN_REPORT_ARGS:---compare $gan:finetune/linear_probe+source=random \
+  --compare $gan:gan/linear_probe+source=random --compare $gan:finetune/linear_probe+source=gan}" \
   bash "$here/reproduce.sh" fmnist_gan_probe "$@" || status=$?
-REPORT_ARGS="${AE_REPORT_ARGS:-}" bash "$here/reproduce.sh" fmnist_ae_probe "$@" || status=$?
+REPORT_ARGS="${AE_REPORT_ARGS:---compare $ae+data=target_pool:$ae+source=random \
+  --compare $ae+data=source:$ae+source=random --compare $ae+data=target_pool:$ae+data=source}" bash "$here/reproduce.sh" fmnist_ae_probe "$@" || status=$?
 exit "$status"

@@ -324,3 +324,36 @@ def test_report_says_whether_seeds_shared_one_source(tmp_path: Path) -> None:
     own_row = notes["a source per seed (source.seed=${seed})"]
     assert {shared_row, own_row} == set(rows)
     assert "seed=<seed>" in own_row  # the row that differs by source.seed following the seed
+
+
+def test_rows_differing_in_a_chosen_option_are_named_by_it(tmp_path: Path) -> None:
+    """Runs whose source differs are named ``source=gan``, not by every key of the GAN source's
+    config; a source key that also differs among runs of one source still names its rows; a
+    ``+`` in a compare spec stands for a space."""
+    root = tmp_path / "runs"
+    sources = {
+        "gan": {"name": "gan", "lr_d": 5e-4, "latent_dim": 100},
+        "random": {"name": "random"},
+        "ae_source": {"name": "autoencoder", "data": "source", "variant": "plain"},
+        "ae_pool": {"name": "autoencoder", "data": "target_pool", "variant": "plain"},
+    }
+    for tag, source in sources.items():
+        for seed in range(3):
+            acc = 0.7 + 0.05 * list(sources).index(tag) + 0.01 * seed
+            write_run(root, f"{tag}{seed}", "finetune", 20, seed, acc, config={"source": source})
+    runs = load_runs([root])
+    cells = make_cells(runs, ["strategy", "mode", "labels_per_class"], "labels_per_class")
+    assert sorted(c.method for c in cells) == [
+        "finetune/full data=source source=autoencoder",
+        "finetune/full data=target_pool source=autoencoder",
+        "finetune/full source=gan",
+        "finetune/full source=random",
+    ]
+    report = build_report(
+        [root],
+        tmp_path / "out",
+        compare=[("finetune/full+source=gan", "finetune/full+source=random")],
+    )
+    (row,) = [p for p in report["paired"] if p["seeds"]]
+    assert row["a"] == "finetune/full source=gan" and row["b"] == "finetune/full source=random"
+    assert row["mean_diff"] == pytest.approx(-0.05)

@@ -63,7 +63,8 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="A:B",
         help="paired difference A - B on the same seeds, A and B methods or "
-        "their prefixes (repeatable; default: finetune:scratch where both ran)",
+        "their prefixes, '+' for a space in a row name (gan/linear_probe+source=gan; "
+        "repeatable; default: finetune:scratch where both ran)",
     )
     parser.add_argument(
         "--budget-key",

@@ -149,6 +149,43 @@ def short_names(keys: Sequence[str]) -> dict[str, str]:
     return names
 
 
+def collapse_choices(keys: Sequence[str], leaf_sets: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``keys`` less those under a config group whose chosen option differs (``source.name``
+    among ``keys``) that only follow that choice: rows are then named ``source=gan``, not by
+    every key of the GAN source's config. A key under the group that also differs among runs
+    with the same choice stays."""
+    choices = {k[: -len(".name")] for k in keys if k.endswith(".name")}
+    kept = []
+    for key in keys:
+        groups = [g for g in choices if key.startswith(g + ".") and key != g + ".name"]
+        if groups and all(_follows_choice(key, g, leaf_sets) for g in groups):
+            continue
+        kept.append(key)
+    return kept
+
+
+def _follows_choice(key: str, group: str, leaf_sets: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether ``key`` takes one value among the runs that share ``group``'s chosen option."""
+    by_choice: dict[Any, set[Any]] = {}
+    for one in leaf_sets:
+        values = by_choice.setdefault(hashable(one.get(group + ".name", _ABSENT)), set())
+        values.add(hashable(one.get(key, _ABSENT)))
+    return all(len(values) == 1 for values in by_choice.values())
+
+
+def choice_names(keys: Sequence[str]) -> dict[str, str]:
+    """:func:`short_names`, with a chosen option ``source.name`` shown as its group
+    (``source``) wherever that is unambiguous."""
+    names = short_names(keys)
+    groups = [k[: -len(".name")] for k in keys if k.endswith(".name")]
+    group_names = short_names(groups)
+    taken = set(names.values())
+    for group in groups:
+        if group_names[group] not in taken:
+            names[group + ".name"] = group_names[group]
+    return names
+
+
 def _text(value: Any, exact: bool) -> str:
     if isinstance(value, float):
         return repr(value) if exact else f"{value:.4g}"
@@ -190,7 +227,8 @@ def _name_rows(cells: list[Cell], exact: bool = False) -> None:
                 for k in differing_keys(c.leaves[0] for c in same)
             }
         )
-        names = short_names(keys)
+        keys = collapse_choices(keys, [c.leaves[0] for c in members])
+        names = choice_names(keys)
         for cell in members:
             leaves = cell.leaves[0]
             cell.variant = {k: leaves[k] for k in keys if k in leaves}

@@ -193,8 +193,10 @@ def mark_best(
 def methods_matching(methods: Sequence[str], spec: str) -> list[str]:
     """The method labels that ``spec`` names: the label itself, a prefix of ``a/b`` parts, or a
     label whose row is named apart by config values (``finetune/full`` -> ``finetune/full
-    lr=0.01``)."""
-    return [m for m in methods if m == spec or m.startswith((spec + "/", spec + " "))]
+    lr=0.01``). ``+`` in ``spec`` stands for a space (``gan/linear_probe+source=gan``), so a
+    spec passes through shell word splitting."""
+    specs = {spec, spec.replace("+", " ")}
+    return [m for m in methods if any(m == s or m.startswith((s + "/", s + " ")) for s in specs)]
 
 
 def paired_difference(diffs: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, Any]:
