@@ -3,4 +3,9 @@
 # the GZSL seen / unseen / harmonic mean, validation beside test, 5 seeds with a source each.
 #   bash scripts/reproduce_fmnist_zeroshot.sh [--quick]
 export METRICS="${METRICS:-test/zsl_acc test/gzsl_seen test/gzsl_unseen test/gzsl_h val/zsl_acc val/gzsl_h}"
+compare=""
+for method in eszsl sae bilinear fclswgan; do
+  compare="$compare --compare zeroshot+method=$method:zeroshot+method=class_mean"
+done
+export REPORT_ARGS="${REPORT_ARGS:-$compare --compare zeroshot+method=eszsl:zeroshot+method=sae}"
 exec bash "$(dirname "$0")/reproduce.sh" fmnist_zeroshot "$@"

@@ -87,3 +87,16 @@ def test_killed_sweep_resumes_only_the_missing_runs(tmp_path: Path) -> None:
     assert all(r["status"] == "completed" and r["epochs_trained"] == 15 for r in records.values())
     for key, stamp in stamps.items():  # finished runs were not run again
         assert (sweep / key / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_an_evaluation_is_identified_by_its_checkpoint() -> None:
+    """A training run's ``ckpt_path`` is its resume point (the same run); an evaluation's is
+    what it measures: evaluations of two checkpoints are two runs, not one repeated."""
+    train = {"task_name": "train", "seed": 0, "data": {"name": "digits"}}
+    assert run_hash({**train, "ckpt_path": "a/last.ckpt"}) == run_hash(
+        {**train, "ckpt_path": "b/last.ckpt"}
+    )
+    evaluation = {"task_name": "eval", "seed": 0, "data": {"shift": {"noise_std": 0.2}}}
+    assert run_hash({**evaluation, "ckpt_path": "a/best.ckpt"}) != run_hash(
+        {**evaluation, "ckpt_path": "b/best.ckpt"}
+    )

@@ -193,11 +193,15 @@ def run_hash(cfg: DictConfig | Mapping[str, Any]) -> str:
     """The identity of a run's configuration (same hash = same computation).
 
     Interpolations are hashed unresolved, so paths that embed the run directory
-    (``${paths.output_dir}/checkpoints``) are the same for every run of a sweep.
+    (``${paths.output_dir}/checkpoints``) are the same for every run of a sweep. ``ckpt_path``
+    is a training run's resume point (run-local), but what an evaluation (``task_name: eval``)
+    measures, so it is part of an evaluation's hash.
     """
     if isinstance(cfg, DictConfig):
         cfg = OmegaConf.to_container(cfg, resolve=False)
     payload = {k: v for k, v in cfg.items() if k not in RUN_LOCAL_KEYS}
+    if cfg.get("task_name") == "eval":  # an evaluation is of its checkpoint: part of its identity
+        payload["ckpt_path"] = cfg.get("ckpt_path")
     if isinstance(payload.get("model"), Mapping):
         payload["model"] = identity_model_config(payload["model"])
     return config_hash(payload)
