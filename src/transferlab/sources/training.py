@@ -46,14 +46,18 @@ def source_trainer(
     **kwargs: Any,
 ) -> L.Trainer:
     """A quiet Trainer for ``cfg``'s ``max_epochs``, ``limit_train_batches`` and
-    ``accelerator`` (a source config's training keys)."""
+    ``accelerator`` (a source config's training keys); ``limit_eval_batches`` (set by
+    ``debug=fast_dev_run`` only) caps the source's validation and test batches too."""
+    limit_eval = cfg.get("limit_eval_batches")
+    limits = {} if limit_eval is None else {"limit_val_batches": limit_eval}
+    limits |= {} if limit_eval is None else {"limit_test_batches": limit_eval}
     return quiet_trainer(
         accelerator=cfg.get("accelerator", "cpu"),
         callbacks=callbacks,
         guard=guard,
         max_epochs=int(cfg.get("max_epochs", 10)),
         limit_train_batches=cfg.get("limit_train_batches") or 1.0,
-        **kwargs,
+        **{**limits, **kwargs},
     )
 
 
