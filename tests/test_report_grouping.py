@@ -336,6 +336,7 @@ def test_rows_differing_in_a_chosen_option_are_named_by_it(tmp_path: Path) -> No
         "random": {"name": "random"},
         "ae_source": {"name": "autoencoder", "data": "source", "variant": "plain"},
         "ae_pool": {"name": "autoencoder", "data": "target_pool", "variant": "plain"},
+        "bare": "pretrain",  # a bare option name (source=pretrain) is that choice's name
     }
     for tag, source in sources.items():
         for seed in range(3):
@@ -347,6 +348,7 @@ def test_rows_differing_in_a_chosen_option_are_named_by_it(tmp_path: Path) -> No
         "finetune/full data=source source=autoencoder",
         "finetune/full data=target_pool source=autoencoder",
         "finetune/full source=gan",
+        "finetune/full source=pretrain",
         "finetune/full source=random",
     ]
     report = build_report(

@@ -118,6 +118,13 @@ def config_leaves(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for one in leaves:
         for k in aliases & one.keys():
             one[k] = _SEED_ALIAS
+    # an option given by its bare name (strategy.peft=bitfit) is the same choice as a mapping's
+    # name (strategy.peft={name: lora, rank: 4}): one key, so rows are named alike
+    choices = {k[: -len(".name")] for one in leaves for k in one if k.endswith(".name")}
+    for one in leaves:
+        for k in choices & one.keys():
+            if isinstance(one[k], str):
+                one[k + ".name"] = one.pop(k)
     return leaves
 
 
