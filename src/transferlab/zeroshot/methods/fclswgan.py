@@ -112,8 +112,8 @@ class FCLSWGAN(ZeroShotModule):
 
     def phase_epochs(self) -> dict[str, int]:
         gan = math.ceil(max(0, self.gan_steps) / self.gan_steps_per_epoch)
-        return {"seen_cls": self.cls_epochs, "gan": gan, "gzsl_cls": self.cls_epochs,
-                "zsl_cls": self.cls_epochs}  # fmt: skip
+        cls = self.cls_epochs
+        return dict(zip(PHASES, (cls, gan, cls, cls)))
 
     @property
     def epochs(self) -> int:  # type: ignore[override]
