@@ -1,5 +1,5 @@
-"""The interface every zero-shot method implements, and the softmax-training loop of the methods
-not yet converted to LightningModules (f-CLSWGAN; see module.py for the Lightning skeleton)."""
+"""The interface every zero-shot method implements (the trained ones are LightningModules: see
+module.py for the Lightning skeleton)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from transferlab.core.errors import DivergenceError
 from transferlab.core.registry import Registry
 
 
@@ -75,35 +73,3 @@ ZEROSHOT_METHODS: Registry[type[ZeroShotMethod]] = Registry("zero-shot method")
 def register_method(name: str) -> Callable[[type[ZeroShotMethod]], type[ZeroShotMethod]]:
     """Class decorator: register a :class:`ZeroShotMethod` as ``strategy.method=<name>``."""
     return ZEROSHOT_METHODS.register(name)
-
-
-def train_softmax(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    epochs: int,
-    lr: float,
-    weight_decay: float = 0.0,
-    batch_size: int = 256,
-    params: list | None = None,
-    prepare: object = None,
-) -> nn.Module:
-    """Cross-entropy training of ``model`` (inputs -> logits) with Adam; ``prepare`` maps a
-    batch of inputs before the model (e.g. image normalisation). Raises DivergenceError on a
-    non-finite loss."""
-    optimizer = torch.optim.Adam(
-        params if params is not None else model.parameters(), lr=lr, weight_decay=weight_decay
-    )
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(max(1, int(epochs))):
-        for batch in torch.randperm(len(x)).split(batch_size):
-            inputs = x[batch] if prepare is None else prepare(x[batch])
-            loss = loss_fn(model(inputs), y[batch])
-            if not torch.isfinite(loss):
-                raise DivergenceError(f"zero-shot training diverged (loss {loss.item()})")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
-    return model

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferlab.core.errors import ConfigError, DivergenceError
+from transferlab.core.errors import ConfigError
 from transferlab.zeroshot.methods.base import ClassSet, register_method
-from transferlab.zeroshot.methods.module import ZeroShotModule
+from transferlab.zeroshot.methods.module import ZeroShotModule, finite
 
 
 @register_method("bilinear")
@@ -58,9 +58,7 @@ class Bilinear(ZeroShotModule):
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
         x, y = batch
-        loss = F.cross_entropy(self.compatibility(x, self.seen_semantics), y)
-        if not torch.isfinite(loss):
-            raise DivergenceError(f"zero-shot training diverged (loss {loss.item()})")
+        loss = finite(F.cross_entropy(self.compatibility(x, self.seen_semantics), y))
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 

@@ -1,20 +1,27 @@
 """f-CLSWGAN (Xian et al., CVPR 2018): a conditional WGAN-GP generates features of a class from
 its semantics, trained on seen classes with a classification loss; then a softmax classifier
-learns from real seen features plus synthetic features of the unseen classes."""
+learns from real seen features plus synthetic features of the unseen classes. A LightningModule
+trained in phases under the run's Trainer (manual optimization), so it checkpoints and resumes
+as every other gradient method does."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from transferlab.core.errors import DivergenceError
-from transferlab.zeroshot.methods.base import (
-    ClassSet,
-    ZeroShotMethod,
-    register_method,
-    train_softmax,
-)
+from transferlab.zeroshot.methods.base import ClassSet, register_method
+from transferlab.zeroshot.methods.module import ZeroShotDataModule, ZeroShotModule, finite
+
+#: the phases of one fit, in order: pretrain the seen-class classifier of the classification
+#: loss, train the GAN, then the GZSL (seen + unseen) and ZSL (unseen) softmax classifiers
+PHASES = ("seen_cls", "gan", "gzsl_cls", "zsl_cls")
+CLS_BATCH = 256
+SYNTHETIC_KEY = "fclswgan_synthetic"
 
 
 def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
@@ -59,12 +66,22 @@ def gradient_penalty(
 
 
 @register_method("fclswgan")
-class FCLSWGAN(ZeroShotMethod):
+class FCLSWGAN(ZeroShotModule):
     """Train the generator for ``gan_steps`` generator updates (``n_critic`` critic updates
     each; gradient penalty weight ``gp_weight``; classification loss weight ``cls_weight``
     from a softmax classifier pretrained on real seen features), synthesise ``syn_per_class``
     features per unseen class, then fit the final softmax classifiers: seen + unseen classes
-    (generalized ZSL) and unseen only (ZSL)."""
+    (generalized ZSL) and unseen only (ZSL).
+
+    Under the Trainer one fit is ``cls_epochs`` epochs of the seen classifier, the GAN in
+    epochs of at most ``gan_steps_per_epoch`` generator steps (each step ``n_critic + 1``
+    batches of ``batch_size`` drawn with replacement, as the hand-written loop drew them), then
+    ``cls_epochs`` epochs of each final classifier (shuffled batches of 256). A checkpoint
+    after any epoch resumes there; the synthetic features travel in it."""
+
+    reload_data_each_epoch = True
+    #: generator steps per GAN epoch (the checkpoint interval of the GAN phase)
+    gan_steps_per_epoch = 100
 
     def __init__(
         self,
@@ -81,84 +98,150 @@ class FCLSWGAN(ZeroShotMethod):
         cls_lr: float = 1e-3,
         device: str = "cpu",
     ) -> None:
+        super().__init__(device)
+        self.automatic_optimization = False
         self.gan_steps, self.n_critic = int(gan_steps), int(n_critic)
         self.gp_weight, self.cls_weight = float(gp_weight), float(cls_weight)
         self.hidden, self.noise_dim = int(hidden), noise_dim
         self.lr, self.batch_size = float(lr), int(batch_size)
-        self.syn_per_class, self.cls_epochs = int(syn_per_class), int(cls_epochs)
+        self.syn_per_class, self.cls_epochs = int(syn_per_class), max(1, int(cls_epochs))
         self.cls_lr = float(cls_lr)
-        self.device = torch.device(device)
+        self.synthetic: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _train_gan(self, x: torch.Tensor, y: torch.Tensor, semantics: torch.Tensor) -> Generator:
-        feat_dim, sem_dim = x.shape[1], semantics.shape[1]
-        generator = Generator(sem_dim, self.noise_dim or sem_dim, self.hidden, feat_dim)
-        critic = Critic(sem_dim, self.hidden, feat_dim)
-        generator, critic = generator.to(self.device), critic.to(self.device)
-        seen_cls = train_softmax(
-            nn.Linear(feat_dim, len(semantics)).to(self.device),
-            x,
-            y,
-            epochs=self.cls_epochs,
-            lr=self.cls_lr,
-        )
-        seen_cls.requires_grad_(False)
-        opt_g = torch.optim.Adam(generator.parameters(), lr=self.lr, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(critic.parameters(), lr=self.lr, betas=(0.5, 0.999))
-        for _ in range(self.gan_steps):
-            for _ in range(self.n_critic):
-                batch = torch.randint(len(x), (self.batch_size,), device=self.device)
-                real, sem = x[batch], semantics[y[batch]]
-                fake = generator(sem).detach()
-                loss_d = critic(fake, sem).mean() - critic(real, sem).mean()
-                loss_d = loss_d + self.gp_weight * gradient_penalty(critic, real, fake, sem)
-                opt_d.zero_grad()
-                loss_d.backward()
-                opt_d.step()
-            batch = torch.randint(len(x), (self.batch_size,), device=self.device)
-            sem = semantics[y[batch]]
-            fake = generator(sem)
-            loss_g = -critic(fake, sem).mean()
-            loss_g = loss_g + self.cls_weight * F.cross_entropy(seen_cls(fake), y[batch])
-            if not torch.isfinite(loss_g):
-                raise DivergenceError(f"f-CLSWGAN generator loss is {loss_g.item()}")
-            opt_g.zero_grad()
-            loss_g.backward()
-            opt_g.step()
-        return generator.eval()
+    # -- phases -----------------------------------------------------------------------------
+
+    def phase_epochs(self) -> dict[str, int]:
+        gan = math.ceil(max(0, self.gan_steps) / self.gan_steps_per_epoch)
+        cls = self.cls_epochs
+        return dict(zip(PHASES, (cls, gan, cls, cls)))
+
+    @property
+    def epochs(self) -> int:  # type: ignore[override]
+        return sum(self.phase_epochs().values())
+
+    def phase(self, epoch: int) -> tuple[str, int]:
+        """The phase of ``epoch`` and the epoch's index within it."""
+        for name, count in self.phase_epochs().items():
+            if epoch < count:
+                return name, epoch
+            epoch -= count
+        return PHASES[-1], epoch  # past the end (a trainer with more epochs): the last phase
+
+    # -- setup --------------------------------------------------------------------------------
+
+    def setup_classes(self, x: torch.Tensor, seen: ClassSet, unseen: ClassSet) -> None:
+        super().setup_classes(x, seen, unseen)
+        feat_dim, sem_dim = x.shape[1], seen.semantics.shape[1]
+        self.generator = Generator(sem_dim, self.noise_dim or sem_dim, self.hidden, feat_dim)
+        self.critic = Critic(sem_dim, self.hidden, feat_dim)
+        self.seen_cls = nn.Linear(feat_dim, len(seen))
+        self.gzsl_cls = nn.Linear(feat_dim, len(seen) + len(unseen))
+        self.zsl_cls = nn.Linear(feat_dim, len(unseen))
+        self.synthetic = None
+
+    def datamodule(self, x: torch.Tensor, y: torch.Tensor) -> ZeroShotDataModule:
+        return ZeroShotDataModule(x.float(), y, self.batch_size, True, loader=self.loader)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        gan = {"lr": self.lr, "betas": (0.5, 0.999)}
+        return [
+            torch.optim.Adam(self.seen_cls.parameters(), lr=self.cls_lr),
+            torch.optim.Adam(self.critic.parameters(), **gan),
+            torch.optim.Adam(self.generator.parameters(), **gan),
+            torch.optim.Adam(self.gzsl_cls.parameters(), lr=self.cls_lr),
+            torch.optim.Adam(self.zsl_cls.parameters(), lr=self.cls_lr),
+        ]
+
+    def loader(self, x: torch.Tensor, y: torch.Tensor) -> DataLoader:
+        """The data of the current epoch's phase."""
+        name, index = self.phase(self.trainer.current_epoch)
+        if name == "seen_cls":
+            data = TensorDataset(x, y)
+        elif name == "gan":
+            done = index * self.gan_steps_per_epoch
+            steps = min(self.gan_steps_per_epoch, self.gan_steps - done)
+            data = TensorDataset(x, y)
+            draws = steps * (self.n_critic + 1) * self.batch_size
+            sampler = RandomSampler(data, replacement=True, num_samples=draws)
+            return DataLoader(data, batch_size=self.batch_size, sampler=sampler)
+        else:
+            fake, fake_y = self.synthesise_unseen()
+            if name == "gzsl_cls":
+                data = TensorDataset(torch.cat([x, fake]), torch.cat([y, fake_y + self.num_seen]))
+            else:
+                data = TensorDataset(fake, fake_y)
+        return DataLoader(data, batch_size=CLS_BATCH, shuffle=True)
+
+    # -- training -----------------------------------------------------------------------------
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        name, _ = self.phase(self.current_epoch)
+        opt_seen, opt_d, opt_g, opt_gzsl, opt_zsl = self.optimizers()
+        x, y = batch
+        if name == "gan":
+            self.seen_cls.requires_grad_(False)
+            role = batch_idx % (self.n_critic + 1)
+            if role < self.n_critic:  # logged once per generator step
+                key = "train/critic_loss" if role == self.n_critic - 1 else None
+                return self._step(opt_d, self.critic_loss(x, y), key)
+            return self._step(opt_g, self.generator_loss(y), "train/generator_loss")
+        if name == "seen_cls":
+            self.seen_cls.requires_grad_(True)
+            return self._step(opt_seen, F.cross_entropy(self.seen_cls(x), y), "train/seen_loss")
+        head, opt = (self.gzsl_cls, opt_gzsl) if name == "gzsl_cls" else (self.zsl_cls, opt_zsl)
+        return self._step(opt, F.cross_entropy(head(x), y), f"train/{name}_loss")
+
+    def _step(self, optimizer: Any, loss: torch.Tensor, key: str | None) -> torch.Tensor:
+        finite(loss, f"f-CLSWGAN {key or 'train/critic_loss'}")
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        if key is not None:
+            self.log(key, loss.detach(), on_step=False, on_epoch=True)
+        return loss.detach()
+
+    def critic_loss(self, real: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        sem = self.seen_semantics[y]
+        fake = self.generator(sem).detach()
+        loss = self.critic(fake, sem).mean() - self.critic(real, sem).mean()
+        return loss + self.gp_weight * gradient_penalty(self.critic, real, fake, sem)
+
+    def generator_loss(self, y: torch.Tensor) -> torch.Tensor:
+        sem = self.seen_semantics[y]
+        fake = self.generator(sem)
+        loss = -self.critic(fake, sem).mean()
+        return loss + self.cls_weight * F.cross_entropy(self.seen_cls(fake), y)
+
+    # -- synthetic features -------------------------------------------------------------------
 
     @torch.no_grad()
     def synthesise(self, semantics: torch.Tensor, per_class: int) -> tuple[torch.Tensor, ...]:
         """``per_class`` generated features for each row of ``semantics`` and their labels."""
-        labels = torch.arange(len(semantics), device=self.device).repeat_interleave(per_class)
-        return self.generator(semantics.to(self.device)[labels]), labels
+        device = self.unseen_semantics.device
+        labels = torch.arange(len(semantics), device=device).repeat_interleave(per_class)
+        return self.generator(semantics.to(device)[labels]), labels
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, seen: ClassSet, unseen: ClassSet) -> FCLSWGAN:
-        self.num_seen = len(seen)
-        x, y = x.float().to(self.device), y.to(self.device)
-        seen_sem = seen.semantics.float().to(self.device)
-        self.generator = self._train_gan(x, y, seen_sem)
-        fake, fake_y = self.synthesise(unseen.semantics.float(), self.syn_per_class)
-        dim, total = x.shape[1], len(seen) + len(unseen)
-        self.gzsl_cls = train_softmax(
-            nn.Linear(dim, total).to(self.device),
-            torch.cat([x, fake]),
-            torch.cat([y, fake_y + len(seen)]),
-            epochs=self.cls_epochs,
-            lr=self.cls_lr,
-        )
-        self.zsl_cls = train_softmax(
-            nn.Linear(dim, len(unseen)).to(self.device),
-            fake,
-            fake_y,
-            epochs=self.cls_epochs,
-            lr=self.cls_lr,
-        )
-        return self
+    def synthesise_unseen(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unseen classes' synthetic features (made once, at the first classifier epoch;
+        on the CPU, for the data loader)."""
+        if self.synthetic is None:
+            fake, labels = self.synthesise(self.unseen_semantics, self.syn_per_class)
+            self.synthetic = (fake.cpu(), labels.cpu())
+        return self.synthetic
 
-    @torch.no_grad()
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.synthetic is not None:
+            checkpoint[SYNTHETIC_KEY] = self.synthetic
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.synthetic = checkpoint.get(SYNTHETIC_KEY)
+
+    # -- scoring ------------------------------------------------------------------------------
+
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.gzsl_cls(x.float().to(self.device)), dim=1).cpu()
+        return self.batched(lambda batch: F.log_softmax(self.gzsl_cls(batch.float()), dim=1), x)
 
-    @torch.no_grad()
     def zsl_scores(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.zsl_cls(x.float().to(self.device)), dim=1).cpu()
+        return self.batched(lambda batch: F.log_softmax(self.zsl_cls(batch.float()), dim=1), x)

@@ -4,19 +4,21 @@
 seen-class training inputs) and scores inputs against class semantics. Closed-form methods
 (:class:`ClosedFormModule`) accumulate sufficient statistics in ``training_step`` over one
 epoch and solve in ``on_train_epoch_end``; gradient methods train with their own optimizer,
-checkpoints and resume as every other strategy does.
+checkpoints and resume as every other strategy does; a method of several phases (f-CLSWGAN)
+gets each epoch's data from its own ``loader`` (``reload_data_each_epoch``).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from transferlab.core.errors import ConfigError
+from transferlab.core.errors import ConfigError, DivergenceError
 from transferlab.zeroshot.methods.base import ClassSet, ZeroShotMethod
 
 SCORE_BATCH = 1024
@@ -24,11 +26,27 @@ SCORE_BATCH = 1024
 warnings.filterwarnings("ignore", message=r".*configure_optimizers. returned .None.")
 
 
+def finite(loss: torch.Tensor, what: str = "zero-shot training") -> torch.Tensor:
+    """``loss``, or a DivergenceError naming ``what`` when it is not finite."""
+    if not torch.isfinite(loss):
+        raise DivergenceError(f"{what} diverged (loss {loss.item()})")
+    return loss
+
+
 class ZeroShotDataModule(L.LightningDataModule):
     """The seen-class training inputs of one fit (features, or preprocessed images) and their
-    class columns; shuffled with the global RNG so a resumed fit continues the same stream."""
+    class columns; shuffled with the global RNG so a resumed fit continues the same stream.
+    ``loader`` (given the inputs and labels) replaces the plain shuffled loader: a method whose
+    epochs differ (phases) builds each epoch's loader itself."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool) -> None:
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        shuffle: bool,
+        loader: Callable[[torch.Tensor, torch.Tensor], DataLoader] | None = None,
+    ) -> None:
         super().__init__()
         if len(x) != len(y) or len(x) == 0:
             raise ConfigError(
@@ -36,8 +54,11 @@ class ZeroShotDataModule(L.LightningDataModule):
             )
         self.x, self.y = x, y
         self.batch_size, self.shuffle = int(batch_size), bool(shuffle)
+        self.loader = loader
 
     def train_dataloader(self) -> DataLoader:
+        if self.loader is not None:
+            return self.loader(self.x, self.y)
         return DataLoader(
             TensorDataset(self.x, self.y), batch_size=self.batch_size, shuffle=self.shuffle
         )
@@ -66,6 +87,8 @@ class ZeroShotModule(L.LightningModule, ZeroShotMethod):
     epochs = 1
     batch_size = 4096
     shuffle = False
+    #: whether each epoch has its own data (the trainer then rebuilds the loader each epoch)
+    reload_data_each_epoch = False
 
     def __init__(self, device: str = "cpu") -> None:
         super().__init__()
@@ -93,6 +116,8 @@ class ZeroShotModule(L.LightningModule, ZeroShotMethod):
         one by default), continuing from ``ckpt_path`` if given."""
         self.setup_classes(x, seen, unseen)
         trainer = trainer or bare_trainer(self.epochs, str(self.score_device))
+        if self.reload_data_each_epoch:
+            trainer.reload_dataloaders_every_n_epochs = 1
         trainer.fit(self, datamodule=self.datamodule(x, y), ckpt_path=ckpt_path)
         return self.eval()
 
@@ -100,20 +125,21 @@ class ZeroShotModule(L.LightningModule, ZeroShotMethod):
         raise NotImplementedError
 
     @torch.no_grad()
-    def _scores(self, x: torch.Tensor, semantics: torch.Tensor) -> torch.Tensor:
+    def batched(
+        self, score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
+        """``score`` of ``x`` in batches on the scoring device, on the CPU."""
         self.to(self.score_device).eval()
         return torch.cat(
-            [
-                self.compatibility(batch.to(self.score_device), semantics).cpu()
-                for batch in x.split(SCORE_BATCH)
-            ]
+            [score(batch.to(self.score_device)).cpu() for batch in x.split(SCORE_BATCH)]
         )
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self._scores(x, torch.cat([self.seen_semantics, self.unseen_semantics]))
+        semantics = torch.cat([self.seen_semantics, self.unseen_semantics])
+        return self.batched(lambda batch: self.compatibility(batch, semantics), x)
 
     def zsl_scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self._scores(x, self.unseen_semantics)
+        return self.batched(lambda batch: self.compatibility(batch, self.unseen_semantics), x)
 
 
 @dataclass
