@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The fine-tuning toolbox against plain full fine-tuning on Fashion-MNIST, 5 and 20 labels per
 # class, 5 seeds: regularisers (conf/experiment/fmnist_toolbox.yaml), BitFit and LoRA
-# (fmnist_toolbox_peft.yaml), WiSE-FT (fmnist_toolbox_wise.yaml); a report for each sweep, then
-# one combined report with every row paired against plain full fine-tuning on the same seeds
+# (fmnist_toolbox_peft.yaml), WiSE-FT (fmnist_toolbox_wise.yaml); a report for each sweep; the
+# uniform and greedy soups of each split's runs (scripts/soups_per_split.sh); then one combined report with every row paired against plain full fine-tuning on the same seeds
 # (docs/results/fmnist_toolbox/combined/); then every run's tested checkpoint again on two shifted
 # copies of the test split (scripts/eval_shifted.sh; fixed in advance: Gaussian noise std 0.2,
 # rotation by 20 degrees), reported the same way (docs/results/fmnist_toolbox/shift_*/).
@@ -14,10 +14,21 @@ status=0
 for name in fmnist_toolbox fmnist_toolbox_peft fmnist_toolbox_wise; do
   bash "$repo/scripts/reproduce.sh" "$name" "$@" || status=$?
 done
+sweeps=("$root/logs/reproduce/fmnist_toolbox" "$root/logs/reproduce/fmnist_toolbox_peft"
+  "$root/logs/reproduce/fmnist_toolbox_wise")
+# uniform and greedy soups of each split's runs (every variant above at one budget and seed)
+soups="$root/logs/reproduce/fmnist_toolbox_soups"
+bash "$repo/scripts/soups_per_split.sh" "$soups" "${sweeps[@]}" || status=$?
 out="$root/logs/reproduce/fmnist_toolbox/combined"
-python "$repo/scripts/report.py" "$root/logs/reproduce/fmnist_toolbox" \
-  "$root/logs/reproduce/fmnist_toolbox_peft" "$root/logs/reproduce/fmnist_toolbox_wise" \
-  --out "$out" ${REPORT_ARGS:-}
+base="finetune/full+regularizer=none"
+compare="--compare soup/greedy:$base --compare soup/uniform:$base"
+for row in regularizer=l2sp regularizer=delta regularizer=bss regularizer=cotuning peft=bitfit \
+  alpha=8+peft=lora alpha=32+peft=lora wise_alpha=0.5 wise_alpha=auto; do
+  compare="$compare --compare finetune/full+$row:$base"
+done
+# shellcheck disable=SC2086  # compare / REPORT_ARGS: report options
+python "$repo/scripts/report.py" "${sweeps[@]}" "$soups" --task all --out "$out" \
+  ${REPORT_ARGS:-$compare}
 publish() {  # publish <report dir> <name under docs/results/fmnist_toolbox/>
   if [ "${PUBLISH:-1}" = 1 ]; then
     mkdir -p "$repo/docs/results/fmnist_toolbox/$2"
@@ -27,12 +38,11 @@ publish() {  # publish <report dir> <name under docs/results/fmnist_toolbox/>
   fi
 }
 publish "$out" combined
-sweeps=("$root/logs/reproduce/fmnist_toolbox" "$root/logs/reproduce/fmnist_toolbox_peft"
-  "$root/logs/reproduce/fmnist_toolbox_wise")
 for spec in "noise0.2 {noise_std:0.2}" "rotate20 {rotate:20}"; do
   name="${spec%% *}"
   shifted="$root/logs/reproduce/fmnist_toolbox_shift_$name"
-  bash "$repo/scripts/eval_shifted.sh" "$shifted" "${spec#* }" "${sweeps[@]}" || status=$?
+  REPORT_ARGS="${REPORT_ARGS:-$compare}" \
+    bash "$repo/scripts/eval_shifted.sh" "$shifted" "${spec#* }" "${sweeps[@]}" || status=$?
   publish "$shifted/report" "shift_$name"
 done
 exit "$status"
