@@ -126,6 +126,21 @@ def test_bss_penalises_the_smallest_singular_values() -> None:
     assert values[0] < values[1] < values[2]
 
 
+def test_bss_says_once_when_duplicated_images_make_it_zero(caplog) -> None:
+    """25 distinct images drawn into a batch of 128 (5 labels per class, with replacement) with
+    64 feature dimensions: the smallest singular value is 0, so BSS does nothing; it says so
+    once."""
+    bss = BatchSpectralShrinkage(ModelParts(torch.nn.Identity(), 0), BSSOptions())
+    distinct = torch.randn(25, 64, generator=torch.Generator().manual_seed(0))
+    batch = distinct[torch.arange(128) % 25]
+    with caplog.at_level("WARNING", logger="transferlab.modules.regularizers"):
+        for _ in range(3):
+            assert float(bss.terms(None, None, batch, None)["bss"]) < 1e-8
+    assert sum("no effect" in r.getMessage() for r in caplog.records) == 1
+    full_rank = torch.randn(128, 64, generator=torch.Generator().manual_seed(1))
+    assert float(bss.terms(None, None, full_rank, None)["bss"]) > 1e-3 * 0.001
+
+
 def test_regularisers_read_the_head_a_subclass_builds(digits) -> None:
     from transferlab.modules.gan_features import GanFeatureModule
 

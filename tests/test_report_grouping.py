@@ -359,3 +359,26 @@ def test_rows_differing_in_a_chosen_option_are_named_by_it(tmp_path: Path) -> No
     (row,) = [p for p in report["paired"] if p["seeds"]]
     assert row["a"] == "finetune/full source=gan" and row["b"] == "finetune/full source=random"
     assert row["mean_diff"] == pytest.approx(-0.05)
+
+
+def test_unset_options_of_a_choice_stay_out_of_row_names(tmp_path: Path) -> None:
+    """``rank=null`` beside ``peft=none`` says nothing: left out, unless names would clash."""
+    root = tmp_path / "runs"
+    pefts = {
+        "plain": {"name": "none", "rank": None, "alpha": None},
+        "lora4": {"name": "lora", "rank": 4, "alpha": 8},
+        "lora16": {"name": "lora", "rank": 16, "alpha": 32},
+        "bitfit": "bitfit",
+    }
+    for tag, peft in pefts.items():
+        for seed in range(2):
+            write_run(root, f"{tag}{seed}", "finetune", 5, seed, 0.8, strategy_cfg={"peft": peft})
+    cells = make_cells(
+        load_runs([root]), ["strategy", "mode", "labels_per_class"], "labels_per_class"
+    )
+    assert sorted(c.method for c in cells) == [
+        "finetune/full alpha=32 peft=lora rank=16",
+        "finetune/full alpha=8 peft=lora rank=4",
+        "finetune/full peft=bitfit",
+        "finetune/full peft=none",
+    ]

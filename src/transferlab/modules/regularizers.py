@@ -26,6 +26,7 @@ finetune module builds the chosen one once and adds its terms to every training 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +40,8 @@ from torch import nn
 from transferlab.core.errors import ConfigError
 from transferlab.core.registry import Registry
 from transferlab.modules.method_options import MethodOptions, method_name, method_options
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -269,9 +272,12 @@ class BSSOptions(MethodOptions):
 @REGULARIZERS.register("bss")
 class BatchSpectralShrinkage(Regularizer):
     """``alpha * sum of the k smallest squared singular values`` of the batch's features (the
-    head's input, one row per image)."""
+    head's input, one row per image). A batch with fewer distinct images than feature
+    dimensions (a tiny labelled set drawn with replacement) has zero singular values there, so
+    the penalty is zero: said once in the log."""
 
     Options = BSSOptions
+    _warned_rank_deficient = False
 
     def terms(
         self,
@@ -282,6 +288,15 @@ class BatchSpectralShrinkage(Regularizer):
     ) -> dict[str, torch.Tensor]:
         singular = torch.linalg.svdvals(features.flatten(1).float())  # descending
         smallest = singular[-min(self.options.k, len(singular)) :]
+        if not self._warned_rank_deficient and bool(smallest.max() <= 1e-5 * singular[0]):
+            self._warned_rank_deficient = True
+            log.warning(
+                "bss: the %d smallest singular values of the batch's features are ~0 (the batch "
+                "has fewer distinct images than feature dimensions, %d), so the penalty has "
+                "no effect; it acts on batches with more distinct images than that",
+                len(smallest),
+                features.flatten(1).shape[1],
+            )
         return {"bss": self.options.alpha * smallest.pow(2).sum()}
 
 

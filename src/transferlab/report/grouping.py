@@ -194,6 +194,8 @@ def choice_names(keys: Sequence[str]) -> dict[str, str]:
 
 
 def _text(value: Any, exact: bool) -> str:
+    if value is None:  # a config value, as Hydra writes it (a budget's None reads "all")
+        return "null"
     if isinstance(value, float):
         return repr(value) if exact else f"{value:.4g}"
     return format_value(value)
@@ -218,7 +220,11 @@ class Cell:
         return [r for r in self.runs if is_completed(r) and metric_value(r, metric) is not None]
 
 
-def _name_rows(cells: list[Cell], exact: bool = False) -> None:
+def _name_rows(cells: list[Cell], exact: bool = False, unset: bool = False) -> None:
+    """Name each cell by its label and the config keys that tell it apart from the cells of
+    the same label. An option left unset (null) under a chosen option (``rank=null`` beside
+    ``peft=none``) is left out of the name unless that makes two names equal (``unset``: keep
+    it); ``exact``: floats in full, where 4 digits make two names equal."""
     by_label: dict[str, list[Cell]] = {}
     for cell in cells:
         by_label.setdefault(cell.label, []).append(cell)
@@ -236,18 +242,21 @@ def _name_rows(cells: list[Cell], exact: bool = False) -> None:
         )
         keys = collapse_choices(keys, [c.leaves[0] for c in members])
         names = choice_names(keys)
+        choices = [k[: -len(".name")] for k in keys if k.endswith(".name")]
         for cell in members:
             leaves = cell.leaves[0]
             cell.variant = {k: leaves[k] for k in keys if k in leaves}
             parts = [
                 names[k] if k == DEBUG_LEAF else f"{names[k]}={_text(v, exact)}"
                 for k, v in cell.variant.items()
+                if unset or v is not None or not any(k.startswith(g + ".") for g in choices)
             ]
             cell.method = " ".join([label, *parts])
-        if not exact:
-            seen = {(c.method, hashable(c.budget)) for c in members}
-            if len(seen) < len(members):  # values equal to 4 digits: name rows by exact values
-                _name_rows(members, exact=True)
+        seen = {(c.method, hashable(c.budget)) for c in members}
+        if len(seen) < len(members) and not unset:  # leaving out unset options made names equal
+            _name_rows(members, exact, unset=True)
+        elif len(seen) < len(members) and not exact:  # values equal to 4 digits: exact values
+            _name_rows(members, exact=True, unset=True)
 
 
 def make_cells(
