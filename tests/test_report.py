@@ -17,7 +17,7 @@ from scipy import stats
 from transferlab.commands import main
 from transferlab.core.errors import ConfigError
 from transferlab.report import aggregate, build_report, get_key, load_runs, paired_comparisons
-from transferlab.report.tables import pivot, pivot_markdown
+from transferlab.report.tables import pivot, pivot_markdown, summary_markdown
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STD_3 = math.sqrt(((0.80 - 0.83) ** 2 + (0.82 - 0.83) ** 2 + (0.87 - 0.83) ** 2) / 2)
@@ -176,6 +176,23 @@ def test_aggregate_exact_numbers(sweep: Path) -> None:
     assert (g["ci_low"], g["ci_high"]) == (pytest.approx(low), pytest.approx(high))
     one = group(groups, "finetune/full", 100)
     assert (one["n"], one["std"], one["ci_low"]) == (1, None, None)  # no spread from one run
+
+
+def test_trainable_parameters_averaged_and_shown(tmp_path: Path) -> None:
+    for seed, (count, fraction) in enumerate([(1000, 0.01), (3000, 0.03)]):
+        path = write_run(tmp_path, str(seed), "finetune", 5, seed, 0.8)
+        record = json.loads(path.read_text())
+        record.update(trainable_params=count, trainable_fraction=fraction)
+        path.write_text(json.dumps(record))
+    write_run(tmp_path, "old", "scratch", 5, 0, 0.7)  # a run that recorded no count
+    groups = aggregate(load_runs([tmp_path]))
+    tuned = group(groups, "finetune/full", 5)
+    assert tuned["trainable_params_mean"] == pytest.approx(2000)
+    assert tuned["trainable_fraction_mean"] == pytest.approx(0.02)
+    assert group(groups, "scratch", 5)["trainable_params_mean"] is None
+    table = summary_markdown(groups, "labels_per_class")
+    assert "| 2,000 (2%) |" in table
+    assert "trainable params" in table.splitlines()[0]
 
 
 def test_failed_runs_counted_not_averaged(built: tuple[dict, Path]) -> None:

@@ -84,6 +84,26 @@ def cells_for(
     return make_cells(runs, keys, budget_key, pool=pool), budget_key
 
 
+# per-run numbers a cell reports as their mean: row key -> results.json field
+_RUN_MEANS = {
+    "wall_time_mean_s": "wall_time_s",
+    "trainable_params_mean": "trainable_params",
+    "trainable_fraction_mean": "trainable_fraction",
+}
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float, NaN when it is not a number (or is a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return np.nan
+    return float(value)
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float, None for NaN."""
+    return None if pd.isna(value) else float(value)
+
+
 def aggregate_cells(
     cells: Sequence[Cell],
     metric: str = DEFAULT_METRIC,
@@ -92,26 +112,26 @@ def aggregate_cells(
 ) -> list[dict[str, Any]]:
     """One row per cell over seeds: n, mean, std, min, max, the t interval of the mean, the
     mean wall time, seeds and values, and the failed runs (counted, never averaged); then
-    :func:`mark_best`. A completed run without ``metric`` counts as failed."""
+    :func:`mark_best`. Rows also carry the mean trainable-parameter count and fraction (runs
+    that recorded them). A completed run without ``metric`` counts as failed."""
     records = []
     for index, cell in enumerate(cells):
         for run in cell.finished(metric):
-            wall = run.get("wall_time_s")
             records.append(
                 {
                     "cell": index,
                     "value": metric_value(run, metric),
-                    "wall": float(wall) if isinstance(wall, int | float) else np.nan,
+                    **{column: _number(run.get(field)) for column, field in _RUN_MEANS.items()},
                 }
             )
-    frame = pd.DataFrame(records, columns=["cell", "value", "wall"])
+    frame = pd.DataFrame(records, columns=["cell", "value", *_RUN_MEANS])
     values = frame.groupby("cell")["value"].agg(list)
-    walls = frame.groupby("cell")["wall"].mean()
+    means = frame.groupby("cell")[list(_RUN_MEANS)].mean()
     rows = []
     for index, cell in enumerate(cells):
         done = cell.finished(metric)
         failed = [r for r in cell.runs if not any(r is d for d in done)]
-        wall = walls.get(index, np.nan)
+        run_means = {key: _finite(means[key].get(index, np.nan)) for key in _RUN_MEANS}
         rows.append(
             {
                 "key": cell.key,
@@ -122,7 +142,7 @@ def aggregate_cells(
                 "budget_label": format_value(cell.budget) if budget_key else metric,
                 **summarize(values.get(index, [])),
                 "n_failed": len(failed),
-                "wall_time_mean_s": None if pd.isna(wall) else float(wall),
+                **run_means,
                 "seeds": [_seed(r) for r in done],
                 "values": list(values.get(index, [])),
                 "runs": [r.get(PATH_KEY) for r in done],

@@ -142,6 +142,8 @@ SUMMARY_FIELDS = (
     "min",
     "max",
     "wall_time_mean_s",
+    "trainable_params_mean",
+    "trainable_fraction_mean",
     "pooled",
     "fingerprint",
 )
@@ -269,7 +271,7 @@ def paired_markdown(rows: Sequence[Mapping[str, Any]], budget_name: str = "budge
 
 def summary_markdown(groups: Sequence[Mapping[str, Any]], budget_name: str = "budget") -> str:
     """One row per cell: n, mean, std, the 95% t interval of the mean, min, max, failed runs,
-    mean wall time, seeds."""
+    mean wall time, trainable parameters (and their fraction of all), seeds."""
     body = [
         [
             g["method"],
@@ -284,6 +286,7 @@ def summary_markdown(groups: Sequence[Mapping[str, Any]], budget_name: str = "bu
             _num(g["max"], 4),
             str(g["n_failed"]),
             _num(g["wall_time_mean_s"], 1),
+            _trainable(g),
             _seeds(g["seeds"]) or "–",
         ]
         for g in groups
@@ -299,9 +302,21 @@ def summary_markdown(groups: Sequence[Mapping[str, Any]], budget_name: str = "bu
         "max",
         "failed",
         "wall time (s)",
+        "trainable params",
         "seeds",
     ]
-    return markdown_table(header, body, "llrrrrrrrrl")
+    return markdown_table(header, body, "llrrrrrrrrrl")
+
+
+def _trainable(group: Mapping[str, Any]) -> str:
+    """A cell's mean trainable-parameter count with its fraction of all parameters
+    (``11,210 (4.1%)``), ``–`` when its runs did not record one."""
+    count = group.get("trainable_params_mean")
+    if count is None:
+        return "–"
+    fraction = group.get("trainable_fraction_mean")
+    share = "" if fraction is None else f" ({100 * fraction:.3g}%)"
+    return f"{count:,.0f}{share}"
 
 
 def best_markdown(groups: Sequence[Mapping[str, Any]], budget_name: str = "budget") -> str:
