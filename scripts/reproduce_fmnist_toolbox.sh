@@ -20,10 +20,14 @@ sweeps=("$root/logs/reproduce/fmnist_toolbox" "$root/logs/reproduce/fmnist_toolb
 soups="$root/logs/reproduce/fmnist_toolbox_soups"
 bash "$repo/scripts/soups_per_split.sh" "$soups" "${sweeps[@]}" || status=$?
 out="$root/logs/reproduce/fmnist_toolbox/combined"
-base="finetune/full+regularizer=none"
+# row names as the combined report writes them ("+" for a space): the config keys that differ
+plain="regularizer=none+wise_alpha=null"
+base="finetune/full+peft=none+$plain"
 compare="--compare soup/greedy:$base --compare soup/uniform:$base"
-for row in regularizer=l2sp regularizer=delta regularizer=bss regularizer=cotuning peft=bitfit \
-  alpha=8+peft=lora alpha=32+peft=lora wise_alpha=0.5 wise_alpha=auto; do
+for row in peft=none+regularizer=l2sp+wise_alpha=null peft=none+regularizer=delta+wise_alpha=null \
+  peft=none+regularizer=bss+wise_alpha=null peft=none+regularizer=cotuning+wise_alpha=null \
+  "peft=bitfit+$plain" "alpha=8+peft=lora+rank=4+$plain" "alpha=32+peft=lora+rank=16+$plain" \
+  peft=none+regularizer=none+wise_alpha=0.5 peft=none+regularizer=none+wise_alpha=auto; do
   compare="$compare --compare finetune/full+$row:$base"
 done
 # shellcheck disable=SC2086  # compare / REPORT_ARGS: report options
