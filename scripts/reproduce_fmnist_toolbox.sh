@@ -23,13 +23,14 @@ out="$root/logs/reproduce/fmnist_toolbox/combined"
 # row names as the combined report writes them ("+" for a space): the config keys that differ
 plain="regularizer=none+wise_alpha=null"
 base="finetune/full+peft=none+$plain"
-compare="--compare soup/greedy:$base --compare soup/uniform:$base"
+runs_compare=""  # every variant against the baseline; the shifted tests have no soups
 for row in peft=none+regularizer=l2sp+wise_alpha=null peft=none+regularizer=delta+wise_alpha=null \
   peft=none+regularizer=bss+wise_alpha=null peft=none+regularizer=cotuning+wise_alpha=null \
   "peft=bitfit+$plain" "alpha=8+peft=lora+rank=4+$plain" "alpha=32+peft=lora+rank=16+$plain" \
   peft=none+regularizer=none+wise_alpha=0.5 peft=none+regularizer=none+wise_alpha=auto; do
-  compare="$compare --compare finetune/full+$row:$base"
+  runs_compare="$runs_compare --compare finetune/full+$row:$base"
 done
+compare="--compare soup/greedy:$base --compare soup/uniform:$base$runs_compare"
 # shellcheck disable=SC2086  # compare / REPORT_ARGS: report options
 python "$repo/scripts/report.py" "${sweeps[@]}" "$soups" --task all --out "$out" \
   ${REPORT_ARGS:-$compare}
@@ -45,7 +46,7 @@ publish "$out" combined
 for spec in "noise0.2 {noise_std:0.2}" "rotate20 {rotate:20}"; do
   name="${spec%% *}"
   shifted="$root/logs/reproduce/fmnist_toolbox_shift_$name"
-  REPORT_ARGS="${REPORT_ARGS:-$compare}" \
+  REPORT_ARGS="${REPORT_ARGS:-$runs_compare}" \
     bash "$repo/scripts/eval_shifted.sh" "$shifted" "${spec#* }" "${sweeps[@]}" || status=$?
   publish "$shifted/report" "shift_$name"
 done
