@@ -320,7 +320,10 @@ def test_tent_beats_source_only_on_noisy_fashion_mnist(make_cfg, tmp_path) -> No
 
 @pytest.mark.slow
 def test_dann_beats_source_only_on_noisy_fashion_mnist(make_cfg, tmp_path) -> None:
-    """fmnist_adapt as shipped (20 epochs): DANN ends above source-only on every seed."""
+    """fmnist_adapt as shipped (20 epochs, a source per seed): DANN gains over source-only on
+    most seeds and on average. Not on every seed: adversarial training is unstable here, and
+    seed 0 ends below source-only (the published 5-seed interval includes zero; docs/adapt.md)."""
     gains = _gains_over_source_only(make_cfg, tmp_path, "dann")
-    assert (gains > 0).all(), gains  # measured: +0.036, +0.080, +0.042
-    assert gains.mean() > 0.02, gains
+    # measured 2026-12-01 (2-core VM): -0.028, +0.370, +0.120; published run: -0.106, +0.036, +0.368
+    assert (gains > 0).sum() >= 2, gains
+    assert gains.mean() > 0.05, gains
