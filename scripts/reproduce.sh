@@ -34,12 +34,7 @@ for metric in ${METRICS:-test/acc}; do
   first=0
   # shellcheck disable=SC2086  # REPORT_ARGS: extra report options set by the wrapper scripts
   python "$repo/scripts/report.py" "$out" --out "$out/$dir" --metric "$metric" ${REPORT_ARGS:-}
-  if [ "$publish" = 1 ]; then
-    mkdir -p "$repo/docs/results/$name/$dir"
-    for file in report.md summary.csv paired.csv report.json; do
-      cp "$out/$dir/$file" "$repo/docs/results/$name/$dir/"
-    done
-  fi
+  PUBLISH="$publish" bash "$repo/scripts/publish_report.sh" "$out/$dir" "$name/$dir"
 done
 echo "reproduce $name: $(( $(date +%s) - start )) s wall time; report in $out/report"
 exit "$status"

@@ -17,10 +17,5 @@ for mode in full linear_probe partial lp_ft gradual; do
 done
 python "$repo/scripts/report.py" "$root/logs/reproduce/digits_transfer" \
   "$root/logs/reproduce/digits_finetune_modes" --out "$out" "${compare[@]}"
-if [ "${PUBLISH:-1}" = 1 ]; then
-  mkdir -p "$repo/docs/results/digits/report"
-  for file in report.md summary.csv paired.csv report.json; do
-    cp "$out/$file" "$repo/docs/results/digits/report/"
-  done
-fi
+bash "$repo/scripts/publish_report.sh" "$out" digits/report
 exit "$status"

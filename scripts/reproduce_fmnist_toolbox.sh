@@ -35,12 +35,7 @@ compare="--compare soup/greedy:$base --compare soup/uniform:$base$runs_compare"
 python "$repo/scripts/report.py" "${sweeps[@]}" "$soups" --task all --out "$out" \
   ${REPORT_ARGS:-$compare}
 publish() {  # publish <report dir> <name under docs/results/fmnist_toolbox/>
-  if [ "${PUBLISH:-1}" = 1 ]; then
-    mkdir -p "$repo/docs/results/fmnist_toolbox/$2"
-    for file in report.md summary.csv paired.csv report.json; do
-      cp "$1/$file" "$repo/docs/results/fmnist_toolbox/$2/"
-    done
-  fi
+  bash "$repo/scripts/publish_report.sh" "$1" "fmnist_toolbox/$2"
 }
 publish "$out" combined
 for spec in "noise0.2 {noise_std:0.2}" "rotate20 {rotate:20}"; do

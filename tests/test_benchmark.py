@@ -121,12 +121,14 @@ def test_perf_settings_apply_and_reject_bad_values() -> None:
             apply_perf(bad)
 
 
-def test_channels_last_auto_converts_resnets_only() -> None:
+def test_channels_last_auto_converts_resnets_and_efficientnets_only() -> None:
     """``perf.channels_last: auto`` (the default) converts the backbones where the benchmark
-    measured a gain (ResNets) and leaves small_cnn in the default memory format."""
+    measured a gain (ResNets, EfficientNet-Lite) and leaves small_cnn in the default format."""
     resnet = build_backbone("resnet8", in_chans=1, input_size=28)
     cnn = build_backbone("small_cnn", in_chans=1, input_size=28)
+    lite = build_backbone("efficientnet_lite0", in_chans=3, input_size=32)
     assert wants_channels_last("auto", resnet) and not wants_channels_last("auto", cnn)
+    assert wants_channels_last("auto", lite)
     assert wants_channels_last(True, cnn) and not wants_channels_last(False, resnet)
     assert apply_perf({"channels_last": "auto"}, resnet) == ["channels_last"]
     conv = next(m for m in resnet.modules() if isinstance(m, torch.nn.Conv2d))
@@ -200,3 +202,31 @@ def test_ratio_interval_is_a_t_interval_of_log_ratios() -> None:
     inverse = ratio_interval([1.0, 0.5, 0.25])  # the inverse speed-up: mirrored interval
     assert inverse["ci_high"] == pytest.approx(1 / result["ci_low"], rel=1e-9)
     assert ratio_interval([1.5])["ci_low"] is None and ratio_interval([])["geomean"] is None
+
+
+def test_backbone_throughput_measures_both_directions(tmp_path) -> None:
+    """``python -m transferlab.bench.backbone_throughput`` times feature extraction and training
+    steps for each (size, precision, memory format) and writes them with the machine."""
+    from transferlab.bench.backbone_throughput import main
+
+    out = tmp_path / "throughput.json"
+    main(
+        [
+            "--models",
+            "small_cnn",
+            "--sizes",
+            "16",
+            "--precisions",
+            "fp32",
+            "--seconds",
+            "0.05",
+            "--out",
+            str(out),
+        ]
+    )
+    record = json.loads(out.read_text())
+    assert record["machine"]["cores"] >= 1
+    rows = record["rows"]
+    assert [row["channels_last"] for row in rows] == [False, True]
+    for row in rows:
+        assert row["features_images_per_s"] > 0 and row["train_images_per_s"] > 0
