@@ -71,7 +71,18 @@ def test_unknown_group_choice_is_one_line() -> None:
     check_group_choices(["model=resnet8", "strategy=finetune,scratch", "data.classes=[1,2]"])
 
 
-@pytest.mark.parametrize("experiment", available_options("experiment"))
+# experiments whose fast_dev_run takes over a minute on 2 cores (they build an ImageNet-sized
+# source or extractor): in the slow suite, which CI runs too
+SLOW_FAST_DEV_RUNS = {"seed003_vgg16_zeroshot_fmnist"}
+
+
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_FAST_DEV_RUNS else name
+        for name in available_options("experiment")
+    ],
+)
 def test_every_experiment_runs_fast_dev_run(make_cfg, tmp_path, experiment: str) -> None:
     cfg = make_cfg(f"experiment={experiment}", "debug=fast_dev_run")
     if experiment in NEEDS_NETWORK:

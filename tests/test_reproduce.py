@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 
 from transferlab.report import build_report
@@ -33,6 +34,7 @@ def test_report_on_a_real_multirun_has_one_row_per_configuration(tmp_path: Path)
     assert (tmp_path / "report" / "report.md").is_file()
 
 
+@pytest.mark.slow  # 37-55 s on 2 cores: in the slow suite (CI runs it)
 def test_reproduce_fmnist_budgets_quick_runs_offline(tmp_path: Path) -> None:
     proc = run_cli("scripts/reproduce_fmnist_budgets.sh", "--quick", root=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

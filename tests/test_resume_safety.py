@@ -227,6 +227,7 @@ def _read_only(cache: Path, command: list[str]) -> list[str] | None:
     )
 
 
+@pytest.mark.slow  # 37-55 s on 2 cores: in the slow suite (CI runs it)
 def test_a_read_only_cache_with_a_valid_entry_is_usable(tmp_path: Path) -> None:
     cache = tmp_path / "shared-cache"
     args = (*QUIET, "trainer.max_epochs=2", "source.max_epochs=1")

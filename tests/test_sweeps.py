@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from conftest import cli_command, cli_env, run_cli
 
 from transferlab.core.results import run_hash
@@ -57,6 +58,7 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     assert records["1"]["identity"]["labels_per_class"] == 500
 
 
+@pytest.mark.slow  # 37-55 s on 2 cores: in the slow suite (CI runs it)
 def test_killed_sweep_resumes_only_the_missing_runs(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     args = ("seed=0,1,2,3", "trainer.max_epochs=15")
