@@ -16,8 +16,9 @@ from transferlab.core.schema import PerfOptions, check_model
 # `transferlab bench --preset full` on a 2-core AMD EPYC CPU, float32 training at 28x28
 # (docs/benchmarks.md): resnet8 1.38x and resnet18 1.20x the default memory format's
 # images/s, small_cnn 0.98x (no gain, so it stays in the default format). EfficientNet-Lite0
-# (timm's tf_efficientnet_lite0, plain loop, 2 threads, quiet machine, 2026-12-01): float32
-# training 1.18x (32 px) and 1.57x (64 px), inference 3.8x (32 px) and 1.6x (64 and 96 px).
+# (`python -m transferlab.bench.backbone_throughput`, quiet machine, 2026-12-01, float32):
+# training 1.04x / 1.36x / 1.53x / 1.29x and feature extraction 5.4x / 2.1x / 2.7x / 1.7x at
+# 32 / 64 / 96 / 128 px (docs/imagenet.md).
 CHANNELS_LAST_AUTO = ("resnet", "efficientnet")
 
 
