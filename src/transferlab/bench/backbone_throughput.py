@@ -13,7 +13,6 @@ Inputs are random tensors of the right shape: only the speed is measured, never 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import time
@@ -25,16 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from transferlab.bench.reference import autocast
 from transferlab.bench.run import machine_info
 from transferlab.models.backbones import build_backbone
 
-PRECISIONS = ("fp32", "bf16")
-
-
-def _autocast(precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+# the names on the command line -> Lightning's precision names (what reference.autocast takes)
+PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
 
 
 def _rate(step: Callable[[], None], batch: int, seconds: float) -> float:
@@ -68,13 +63,13 @@ def measure(
     y_train = torch.randint(0, num_classes, (train_batch,))
 
     def infer() -> None:
-        with torch.inference_mode(), _autocast(precision):
+        with torch.inference_mode(), autocast(PRECISIONS[precision]):
             backbone(x_infer)
 
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
 
     def train() -> None:
-        with _autocast(precision):
+        with autocast(PRECISIONS[precision]):
             loss = F.cross_entropy(net(x_train), y_train)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
