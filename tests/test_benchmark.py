@@ -37,6 +37,7 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+@pytest.mark.slow  # about 22 s on 2 cores
 def test_tiny_benchmark_writes_every_field(tmp_path: Path, capsys, monkeypatch) -> None:
     # targets 0.0 (reached at the first evaluation) and 1.01 (never): both branches recorded
     tiny = preset("tiny", accuracy_targets=(0.0, 1.01))

@@ -74,6 +74,8 @@ def test_unknown_group_choice_is_one_line() -> None:
 # experiments whose fast_dev_run takes over a minute on 2 cores (they build an ImageNet-sized
 # source or extractor): in the slow suite, which CI runs too
 SLOW_FAST_DEV_RUNS = {"seed003_vgg16_zeroshot_fmnist"}
+# models whose one-batch run takes about 20 s on 2 cores (VGG-16's 138M parameters): slow suite
+SLOW_MODELS = {"vgg16"}
 
 
 @pytest.mark.parametrize(
@@ -112,7 +114,13 @@ def test_experiment_sweeps_are_defined_in_config(make_cfg) -> None:
     assert params["strategy"] == "finetune,scratch" and params["seed"] == "0,1,2,3,4"
 
 
-@pytest.mark.parametrize("model", available_options("model"))
+@pytest.mark.parametrize(
+    "model",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_MODELS else name
+        for name in available_options("model")
+    ],
+)
 def test_every_model_trains_with_fast_dev_run(make_cfg, tmp_path, model: str) -> None:
     overrides = [f"model={model}", "strategy=scratch", "debug=fast_dev_run"]
     if model == "timm":
@@ -122,6 +130,7 @@ def test_every_model_trains_with_fast_dev_run(make_cfg, tmp_path, model: str) ->
     assert 0.0 <= record["metrics"]["test/acc"] <= 1.0
 
 
+@pytest.mark.slow  # about 20 s on 2 cores
 def test_small_inputs_are_resized_for_backbones_that_need_more(make_cfg, tmp_path) -> None:
     record = run_training(
         make_cfg("model=vgg16", "strategy=scratch", "debug=fast_dev_run"), tmp_path

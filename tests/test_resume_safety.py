@@ -392,6 +392,7 @@ def test_a_real_full_disk_then_resume_after_space_returns(tmp_path: Path) -> Non
 # ------------------------------------------------------------------ sweeps
 
 
+@pytest.mark.slow  # about 20 s: a real multirun in a subprocess
 def test_a_multirun_with_failed_jobs_exits_non_zero_and_says_which_and_why(
     tmp_path: Path,
 ) -> None:
