@@ -12,23 +12,8 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="${TRANSFERLAB_ROOT:-$PWD}"
 export HF_HUB_OFFLINE=1
 status=0
-sweep() {  # sweep <experiment>...: one reproduce.sh after the other
-  local s=0
-  for name in "$@"; do
-    bash "$repo/scripts/reproduce.sh" "$name" ${THREADS:+perf.num_threads=$THREADS} || s=$?
-  done
-  return "$s"
-}
-if [ "${LANES:-1}" = 2 ]; then
-  THREADS=1 OMP_NUM_THREADS=1 sweep fmnist_imagenet &
-  lane=$!
-  THREADS=1 OMP_NUM_THREADS=1 sweep fmnist_imagenet_baselines fmnist_imagenet_all \
-    fmnist_imagenet_scratch || status=$?
-  wait "$lane" || status=$?
-else
-  sweep fmnist_imagenet fmnist_imagenet_baselines fmnist_imagenet_all fmnist_imagenet_scratch \
-    || status=$?
-fi
+LANES="${LANES:-1}" bash "$repo/scripts/sweep_lanes.sh" "fmnist_imagenet" \
+  "fmnist_imagenet_baselines fmnist_imagenet_all fmnist_imagenet_scratch" || status=$?
 sweeps=()
 for name in fmnist_imagenet fmnist_imagenet_baselines fmnist_imagenet_all fmnist_imagenet_scratch; do
   sweeps+=("$root/logs/reproduce/$name")

@@ -16,21 +16,8 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="${TRANSFERLAB_ROOT:-$PWD}"
 export HF_HUB_OFFLINE=1
 status=0
-sweep() {  # sweep <experiment>...: one reproduce.sh after the other
-  local s=0
-  for name in "$@"; do
-    bash "$repo/scripts/reproduce.sh" "$name" ${THREADS:+perf.num_threads=$THREADS} || s=$?
-  done
-  return "$s"
-}
-if [ "${LANES:-1}" = 2 ]; then
-  THREADS=1 OMP_NUM_THREADS=1 sweep fmnist_rank &
-  lane=$!
-  THREADS=1 OMP_NUM_THREADS=1 sweep fmnist_rank_small fmnist_rank_ssl || status=$?
-  wait "$lane" || status=$?
-else
-  sweep fmnist_rank fmnist_rank_small fmnist_rank_ssl || status=$?
-fi
+LANES="${LANES:-1}" bash "$repo/scripts/sweep_lanes.sh" "fmnist_rank" \
+  "fmnist_rank_small fmnist_rank_ssl" || status=$?
 small="model=small_cnn,data.image_size=null"
 sources=()
 for model in efficientnet_lite0 efficientnet_lite1 efficientnet_lite2; do
