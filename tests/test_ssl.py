@@ -49,7 +49,18 @@ class EpochLosses(L.Callback):
 # ----------------------------------------------------------------------------- methods
 
 
-@pytest.mark.parametrize("method", SSL_METHODS.names())
+# the fast run covers each kind of method (contrastive, momentum encoder, memory bank); the
+# others (about 10-13 s each on 2 cores) run with the slow tests
+FAST_SSL_METHODS = ("simclr", "byol", "moco")
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        name if name in FAST_SSL_METHODS else pytest.param(name, marks=pytest.mark.slow)
+        for name in SSL_METHODS.names()
+    ],
+)
 def test_each_method_lowers_its_loss_on_digits(method: str, digits: torch.Tensor) -> None:
     torch.manual_seed(0)
     backbone = build_backbone("small_cnn", in_chans=1, input_size=8, width=8, feature_dim=32)
