@@ -36,6 +36,7 @@ compare=()
 for spec in finetune/full:scratch finetune/lp_ft:scratch "$probe:scratch" "$probe:$random" \
   "$probe:$pretrain" "finetune/full:$probe" "finetune/lp_ft:$probe" finetune/lp_ft:finetune/full \
   finetune/partial:scratch "finetune/partial:$probe" finetune/full:finetune/partial \
+  finetune/lp_ft:finetune/partial \
   "$probe_all:$pretrain"; do
   compare+=(--compare "$spec")
 done
