@@ -72,8 +72,9 @@ def test_unknown_group_choice_is_one_line() -> None:
 
 
 # experiments whose fast_dev_run takes over a minute on 2 cores (they build an ImageNet-sized
-# source or extractor): in the slow suite, which CI runs too
-SLOW_FAST_DEV_RUNS = {"seed003_vgg16_zeroshot_fmnist"}
+# source or extractor) or starts extra processes (digits_ddp: two, about 45 s): in the slow
+# suite, which CI runs too
+SLOW_FAST_DEV_RUNS = {"seed003_vgg16_zeroshot_fmnist", "digits_ddp"}
 # models whose one-batch run takes about 20 s on 2 cores (VGG-16's 138M parameters): slow suite
 SLOW_MODELS = {"vgg16"}
 
