@@ -17,6 +17,7 @@ from transferlab.data.shift import DomainShift, parse_shift
 from transferlab.models import build_backbone
 from transferlab.modules.adapt import (
     ADAPT_METHODS,
+    AdaBNModule,
     DANNModule,
     PseudoLabelModule,
     TentModule,
@@ -159,6 +160,17 @@ def test_tent_changes_only_batchnorm_affine_parameters_and_statistics(toy_loader
     assert changed - {k for k in changed if k.endswith("num_batches_tracked")} == affine | stats
 
 
+def test_adabn_changes_only_batchnorm_statistics(toy_loaders) -> None:
+    module = AdaBNModule(_backbone(), 3)
+    before = _snapshot(module)
+    _fit(module, {"target": toy_loaders["target"]})
+    changed = _changed(before, module)
+    stats = {k for k in before if k.endswith(("running_mean", "running_var"))}
+    assert changed - {k for k in changed if k.endswith("num_batches_tracked")} == stats
+    assert not any(p.requires_grad for p in module.parameters())
+    assert module.parameter_counts()["trainable_params"] == 0
+
+
 def test_dann_and_pseudo_label_train_backbone_head_and_discriminator(toy_loaders) -> None:
     dann = DANNModule(_backbone(), 3)
     before = _snapshot(dann)
@@ -277,7 +289,7 @@ def test_adapt_end_to_end_writes_results_and_reuses_the_source(make_cfg, tmp_pat
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ("strategy.method=magic", "valid: dann, oracle, pseudo_label, source_only, tent"),
+        ("strategy.method=magic", "valid: adabn, dann, oracle, pseudo_label, source_only, tent"),
         ("strategy.select_on=test", "source_val, target_val, last"),
         ("strategy.target_shift.invert=false", "no domain to adapt to"),
         ("source=imagenet", "source=none"),

@@ -233,6 +233,35 @@ class TentModule(AdaptModule):
         return [{"params": params, "lr_scale": 1.0, "name": "batchnorm_affine"}]
 
 
+class AdaBNModule(AdaptModule):
+    """AdaBN (Li et al. 2017): every BatchNorm layer's running statistics re-estimated on target
+    batches (BatchNorm in train mode), no parameter changed: no loss, no optimizer. The control
+    that separates what Tent's entropy minimisation adds from what the target's BatchNorm
+    statistics alone do. Source-free: needs no source batches."""
+
+    needs_source_batches = False
+
+    def __init__(self, backbone: Backbone, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(backbone, num_classes, **kwargs)
+        if not batchnorm_affine_parameters(self.backbone):
+            raise ValueError("adabn needs a backbone with BatchNorm layers")
+        self.automatic_optimization = False
+        self.requires_grad_(False)
+
+    def limit_trainable(self) -> None:
+        self.requires_grad_(False)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        _, target = self._unpack(batch)
+        with torch.no_grad():
+            self(target)  # BatchNorm in train mode: its running statistics move to the target's
+        self.optimizers().step()  # a no-op that the Trainer counts (max_steps, step schedules)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # nothing to optimise: an optimizer over one empty tensor, so that a step is a step
+        return torch.optim.SGD([nn.Parameter(torch.zeros(0))], lr=1.0)
+
+
 @dataclass(frozen=True)
 class AdaptMethod:
     """How a method trains: its module (None = no training), the batches it gets."""
@@ -252,6 +281,10 @@ ADAPT_METHODS.register(
 )
 ADAPT_METHODS.register(
     "tent", AdaptMethod(TentModule, False, "unlabeled", "entropy minimisation on BatchNorm")
+)
+ADAPT_METHODS.register(
+    "adabn",
+    AdaptMethod(AdaBNModule, False, "unlabeled", "BatchNorm statistics re-estimated on target"),
 )
 ADAPT_METHODS.register(
     "pseudo_label",

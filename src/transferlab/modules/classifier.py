@@ -76,6 +76,7 @@ class ClassifierModule(L.LightningModule):
         self.test_details: dict[str, Any] = {}
         # the parameters that were trainable in some epoch of this fit (see parameter_counts)
         self.trained_names: set[str] = set()
+        self.freezing_applied = False  # set by apply_freezing: the counts below are known
 
     # ----- freezing policy -----
     def frozen_stages_at(self, epoch: int) -> int:
@@ -95,6 +96,7 @@ class ClassifierModule(L.LightningModule):
         if self.training:
             keep_frozen_in_eval(self.backbone.stages(), self.num_frozen)
         self.trained_names |= {n for n, p in self.named_parameters() if p.requires_grad}
+        self.freezing_applied = True
 
     def limit_trainable(self) -> None:
         """Freeze what the strategy never trains, after the schedule's freezing (none here)."""
@@ -102,7 +104,7 @@ class ClassifierModule(L.LightningModule):
     def parameter_counts(self) -> dict[str, Any]:
         """``trainable_params`` (trainable in some epoch of the fit), ``total_params`` and
         ``trainable_fraction``; empty before a fit."""
-        if not self.trained_names:
+        if not self.freezing_applied:
             return {}
         params = dict(self.named_parameters())
         total = sum(p.numel() for p in params.values())
