@@ -8,31 +8,11 @@
 # report-test_loss/).
 #   bash scripts/reproduce_digits_feature_cache.sh [train.py overrides, e.g. perf.num_threads=1]
 # Run it again with the same overrides to resume; PUBLISH=0 leaves docs/ alone.
-set -euo pipefail
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-root="${TRANSFERLAB_ROOT:-$PWD}"
-export TRANSFERLAB_ROOT="$root"
-publish="${PUBLISH:-1}"
-start=$(date +%s)
-status=0
-sweeps=()
-for name in digits_feature_cache digits_feature_cache_lp_ft; do
-  PUBLISH=0 bash "$repo/scripts/reproduce.sh" "$name" "$@" || status=$?
-  sweeps+=("$root/logs/reproduce/$name")
-done
-compare=()
+compare=""
 for mode in linear_probe lp_ft; do
-  compare+=(--compare "finetune/$mode+feature_cache=auto:finetune/$mode+feature_cache=False")
+  compare="$compare --compare finetune/$mode+feature_cache=auto:finetune/$mode+feature_cache=False"
 done
-combined="$root/logs/reproduce/digits_feature_cache/combined"
-first=1
-for metric in test/acc val/acc_best test/loss; do
-  if [ "$first" = 1 ]; then dir="report"; else dir="report-${metric//\//_}"; fi
-  first=0
-  python "$repo/scripts/report.py" "${sweeps[@]}" --out "$combined/$dir" --metric "$metric" \
-    "${compare[@]}" || status=$?
-  PUBLISH="$publish" bash "$repo/scripts/publish_report.sh" "$combined/$dir" \
-    "digits_feature_cache/$dir" || status=$?
-done
-echo "reproduce_digits_feature_cache: $(($(date +%s) - start)) s wall time"
-exit "$status"
+export METRICS="${METRICS:-test/acc val/acc_best test/loss}"
+export REPORT_ARGS="${REPORT_ARGS:-$compare}"
+exec bash "$(dirname "$0")/reproduce_combined.sh" digits_feature_cache \
+  "digits_feature_cache digits_feature_cache_lp_ft" "$@"
