@@ -235,7 +235,7 @@ class TentModule(AdaptModule):
 
 class AdaBNModule(AdaptModule):
     """AdaBN (Li et al. 2017): every BatchNorm layer's running statistics re-estimated on target
-    batches (BatchNorm in train mode), no parameter changed: no loss, no optimizer. The control
+    batches (BatchNorm in train mode), no parameter changed: no loss, no update. The control
     that separates what Tent's entropy minimisation adds from what the target's BatchNorm
     statistics alone do. Source-free: needs no source batches."""
 
