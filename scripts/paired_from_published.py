@@ -1,0 +1,82 @@
+"""Paired comparisons recomputed from a published report's per-seed values, without the runs.
+
+A report under ``docs/results/`` keeps each row's seeds and values in ``report.json``; this
+script pairs two rows on their common seeds (the same t interval as ``transferlab report``'s
+``--compare``) and writes ``paired.csv`` and ``paired.md`` beside it. Rows are named as in the
+report (``method`` in report.json; ``+`` for a space, as on the report's command line).
+
+    python scripts/paired_from_published.py docs/results/<experiment>/report/report.json \
+        --compare "zeroshot+method=sae:zeroshot+method=eszsl" [--compare a:b ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from transferlab.report.stats import paired_difference
+from transferlab.report.tables import paired_markdown, write_paired_csv
+
+
+def _rows_by_method(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(group["method"]): group for group in report["groups"]}
+
+
+def paired_rows(report: dict[str, Any], pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """``a`` minus ``b`` on their common seeds, for each (a, b) in ``pairs`` (one budget each)."""
+    rows_by_method = _rows_by_method(report)
+    out = []
+    for a, b in pairs:
+        missing = [name for name in (a, b) if name not in rows_by_method]
+        if missing:
+            raise SystemExit(
+                f"error: no row named {missing[0]!r} in the report; its rows are: "
+                + ", ".join(sorted(rows_by_method))
+            )
+        va = dict(zip(rows_by_method[a]["seeds"], rows_by_method[a]["values"], strict=True))
+        vb = dict(zip(rows_by_method[b]["seeds"], rows_by_method[b]["values"], strict=True))
+        seeds = [s for s in va if s in vb]
+        out.append(
+            {
+                "a": a,
+                "b": b,
+                "budget_label": rows_by_method[a].get("budget_label", report["metric"]),
+                **paired_difference([va[s] - vb[s] for s in seeds]),
+                "seeds": seeds,
+                "unpaired_a": [s for s in va if s not in vb],
+                "unpaired_b": [s for s in vb if s not in va],
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path, help="a published report.json")
+    parser.add_argument(
+        "--compare", action="append", required=True, metavar="A:B", help="rows a and b, a - b"
+    )
+    args = parser.parse_args(argv)
+    if not args.report.is_file():
+        raise SystemExit(f"error: {args.report} is not a file (give a report.json)")
+    report = json.loads(args.report.read_text(encoding="utf-8"))
+    pairs = []
+    for spec in args.compare:
+        a, sep, b = spec.partition(":")
+        if not sep or not a or not b:
+            raise SystemExit(f"error: --compare {spec!r}: expected A:B (two row names)")
+        pairs.append((a.replace("+", " "), b.replace("+", " ")))
+    rows = paired_rows(report, pairs)
+    out_dir = args.report.parent
+    write_paired_csv(rows, out_dir / "paired.csv")
+    text = f"Paired differences, {report['metric']} (recomputed from report.json):\n\n"
+    (out_dir / "paired.md").write_text(text + paired_markdown(rows) + "\n", encoding="utf-8")
+    print(text + paired_markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""scripts/paired_from_published.py: paired intervals from a published report.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from scipy import stats
+
+
+def _report(path: Path) -> Path:
+    groups = [
+        {
+            "method": "finetune full",
+            "budget_label": "5",
+            "seeds": [0, 1, 2, 3],
+            "values": [0.70, 0.72, 0.69, 0.75],
+        },
+        {
+            "method": "scratch",
+            "budget_label": "5",
+            "seeds": [1, 2, 3, 4],
+            "values": [0.60, 0.66, 0.70, 0.50],
+        },
+    ]
+    path.write_text(json.dumps({"metric": "test/acc", "groups": groups}), encoding="utf-8")
+    return path
+
+
+def test_pairs_on_common_seeds_with_the_t_interval(tmp_path: Path) -> None:
+    report = _report(tmp_path / "report.json")
+    proc = run_cli(
+        "scripts/paired_from_published.py",
+        str(report),
+        "--compare",
+        "finetune+full:scratch",
+        root=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (row,) = list(csv.DictReader(open(tmp_path / "paired.csv", encoding="utf-8")))
+    diffs = np.array([0.72 - 0.60, 0.69 - 0.66, 0.75 - 0.70])  # seeds 1, 2, 3
+    low, high = stats.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=stats.sem(diffs))
+    assert row["seeds"] == "1 2 3" and row["unpaired_a"] == "0" and row["unpaired_b"] == "4"
+    assert float(row["mean_diff"]) == pytest.approx(diffs.mean(), abs=1e-12)
+    assert float(row["ci_low"]) == pytest.approx(low, abs=1e-12)
+    assert float(row["ci_high"]) == pytest.approx(high, abs=1e-12)
+    assert "finetune full − scratch" in (tmp_path / "paired.md").read_text(encoding="utf-8")
+
+
+def test_an_unknown_row_is_one_line_naming_the_rows(tmp_path: Path) -> None:
+    report = _report(tmp_path / "report.json")
+    proc = run_cli(
+        "scripts/paired_from_published.py",
+        str(report),
+        "--compare",
+        "lp:scratch",
+        root=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "error: no row named 'lp' in the report; its rows are: finetune full, scratch"
+    ]
