@@ -3,46 +3,41 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
-from conftest import run_cli
 from scipy import stats
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "paired_from_published.py"
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("paired_from_published", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _report(path: Path) -> Path:
     groups = [
-        {
-            "method": "finetune full",
-            "budget_label": "5",
-            "seeds": [0, 1, 2, 3],
-            "values": [0.70, 0.72, 0.69, 0.75],
-        },
-        {
-            "method": "scratch",
-            "budget_label": "5",
-            "seeds": [1, 2, 3, 4],
-            "values": [0.60, 0.66, 0.70, 0.50],
-        },
-    ]
+        {"method": "finetune full", "budget_label": "5", "seeds": [0, 1, 2, 3],
+         "values": [0.70, 0.72, 0.69, 0.75]},
+        {"method": "scratch", "budget_label": "5", "seeds": [1, 2, 3, 4],
+         "values": [0.60, 0.66, 0.70, 0.50]},
+    ]  # fmt: skip
     path.write_text(json.dumps({"metric": "test/acc", "groups": groups}), encoding="utf-8")
     return path
 
 
 def test_pairs_on_common_seeds_with_the_t_interval(tmp_path: Path) -> None:
     report = _report(tmp_path / "report.json")
-    proc = run_cli(
-        "scripts/paired_from_published.py",
-        str(report),
-        "--compare",
-        "finetune+full:scratch",
-        root=tmp_path,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    (row,) = list(csv.DictReader(open(tmp_path / "paired.csv", encoding="utf-8")))
+    assert _script().main([str(report), "--compare", "finetune+full:scratch"]) == 0
+    with open(tmp_path / "paired.csv", encoding="utf-8") as fh:
+        (row,) = list(csv.DictReader(fh))
     diffs = np.array([0.72 - 0.60, 0.69 - 0.66, 0.75 - 0.70])  # seeds 1, 2, 3
     low, high = stats.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=stats.sem(diffs))
     assert row["seeds"] == "1 2 3" and row["unpaired_a"] == "0" and row["unpaired_b"] == "4"
@@ -54,15 +49,9 @@ def test_pairs_on_common_seeds_with_the_t_interval(tmp_path: Path) -> None:
 
 def test_an_unknown_row_is_one_line_naming_the_rows(tmp_path: Path) -> None:
     report = _report(tmp_path / "report.json")
-    proc = run_cli(
-        "scripts/paired_from_published.py",
-        str(report),
-        "--compare",
-        "lp:scratch",
-        root=tmp_path,
-        timeout=120,
-    )
-    assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines() == [
+    with pytest.raises(SystemExit) as info:
+        _script().main([str(report), "--compare", "lp:scratch"])
+    assert str(info.value) == (
         "error: no row named 'lp' in the report; its rows are: finetune full, scratch"
-    ]
+    )
+    assert not (tmp_path / "paired.csv").exists()
