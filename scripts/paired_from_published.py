@@ -2,11 +2,12 @@
 
 A report under ``docs/results/`` keeps each row's seeds and values in ``report.json``; this
 script pairs two rows on their common seeds (the same t interval as ``transferlab report``'s
-``--compare``) and writes ``paired.csv`` and ``paired.md`` beside it. Rows are named as in the
-report (``method`` in report.json; ``+`` for a space, as on the report's command line).
+``--compare``) and prints the table; ``--out F.csv`` also writes it as CSV (the report's
+``paired.csv`` columns) and ``F.md``. Rows are named as in the report (``method`` in
+report.json; ``+`` for a space, as on the report's command line).
 
     python scripts/paired_from_published.py docs/results/<experiment>/report/report.json \
-        --compare "zeroshot+method=sae:zeroshot+method=eszsl" [--compare a:b ...]
+        --compare "zeroshot+method=sae:zeroshot+method=eszsl" [--compare a:b ...] [--out F.csv]
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare", action="append", required=True, metavar="A:B", help="rows a and b, a - b"
     )
+    parser.add_argument("--out", type=Path, help="write the rows here (CSV) and beside it as .md")
     args = parser.parse_args(argv)
     if not args.report.is_file():
         raise SystemExit(f"error: {args.report} is not a file (give a report.json)")
@@ -70,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: --compare {spec!r}: expected A:B (two row names)")
         pairs.append((a.replace("+", " "), b.replace("+", " ")))
     rows = paired_rows(report, pairs)
-    out_dir = args.report.parent
-    write_paired_csv(rows, out_dir / "paired.csv")
     text = f"Paired differences, {report['metric']} (recomputed from report.json):\n\n"
-    (out_dir / "paired.md").write_text(text + paired_markdown(rows) + "\n", encoding="utf-8")
-    print(text + paired_markdown(rows))
+    text += paired_markdown(rows)
+    if args.out is not None:
+        write_paired_csv(rows, args.out)
+        args.out.with_suffix(".md").write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0
 
 

@@ -7,5 +7,6 @@ compare=""
 for method in eszsl sae bilinear fclswgan; do
   compare="$compare --compare zeroshot+method=$method:zeroshot+method=class_mean"
 done
-export REPORT_ARGS="${REPORT_ARGS:-$compare --compare zeroshot+method=eszsl:zeroshot+method=sae}"
+export REPORT_ARGS="${REPORT_ARGS:-$compare --compare zeroshot+method=eszsl:zeroshot+method=sae \
+  --compare zeroshot+method=fclswgan:zeroshot+method=bilinear}"
 exec bash "$(dirname "$0")/reproduce.sh" fmnist_zeroshot "$@"

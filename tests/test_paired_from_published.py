@@ -35,8 +35,11 @@ def _report(path: Path) -> Path:
 
 def test_pairs_on_common_seeds_with_the_t_interval(tmp_path: Path) -> None:
     report = _report(tmp_path / "report.json")
-    assert _script().main([str(report), "--compare", "finetune+full:scratch"]) == 0
-    with open(tmp_path / "paired.csv", encoding="utf-8") as fh:
+    out = tmp_path / "paired.csv"
+    assert (
+        _script().main([str(report), "--compare", "finetune+full:scratch", "--out", str(out)]) == 0
+    )
+    with open(out, encoding="utf-8") as fh:
         (row,) = list(csv.DictReader(fh))
     diffs = np.array([0.72 - 0.60, 0.69 - 0.66, 0.75 - 0.70])  # seeds 1, 2, 3
     low, high = stats.t.interval(0.95, len(diffs) - 1, loc=diffs.mean(), scale=stats.sem(diffs))
