@@ -97,6 +97,27 @@ def test_source_distance_is_zero_at_the_source_and_grows_as_weights_move(
     assert 0 < values[1] < values[2]
 
 
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("timm", {"model_name": "resnet10t"}), ("efficientnet_lite0", {})],
+)
+def test_delta_taps_every_stage_of_a_timm_network(name: str, options: dict) -> None:
+    """timm's stages cannot run alone: DELTA taps each stage's last module in the whole
+    network and in its frozen copy (an earlier version failed on every step here)."""
+    torch.manual_seed(0)
+    backbone = build_backbone(name, in_chans=3, input_size=32, **options)
+    module = FinetuneModule(backbone, 5, regularizer={"name": "delta", "alpha": 1.0, "beta": 0.0})
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    delta = module.regularizer
+    assert len(delta.tap.values) == len(backbone.stages()) > 2
+    for training in (False, True):
+        module.train(training)
+        assert _terms(module, images)["delta"] == pytest.approx(0.0, abs=1e-10)
+    _perturb(module, 0.01)
+    assert _terms(module, images)["delta"] > 0
+
+
 def test_l2sp_matches_its_formula() -> None:
     module = _module(regularizer={"name": "l2sp", "alpha": 0.3, "beta": 0.2})
     source = [p.detach().clone() for p in module.backbone.parameters()]

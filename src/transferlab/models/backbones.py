@@ -82,6 +82,11 @@ class Backbone(nn.Module):
         """Stage modules, input side first (same order as :attr:`stage_names`)."""
         return list(self.body.values())
 
+    def stage_output_modules(self) -> list[nn.Module]:
+        """Modules of this network whose forward output is each stage's output (input side
+        first): a forward hook on one sees its stage's feature map."""
+        return self.stages()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.body.values():
             x = stage(x)
@@ -625,6 +630,14 @@ class TimmBackbone(Backbone):
                 [self.model.get_parameter(p) for p in params],
             )
             for _, modules, params in self._groups
+        ]
+
+    def stage_output_modules(self) -> list[nn.Module]:
+        """Each stage's last module (its ``feature_info`` boundary); the whole model for the
+        ``head`` stage after the last boundary."""
+        return [
+            self.model if name == "head" else self.model.get_submodule(name)
+            for name, _, _ in self._groups
         ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -205,15 +205,15 @@ def attended_distance(target: torch.Tensor, source: torch.Tensor) -> torch.Tenso
     return 0.5 * (attention * per_channel).sum()
 
 
-def frozen_copy(stages: Sequence[nn.Module]) -> nn.ModuleList:
-    """A copy of ``stages`` that never trains: no gradients, BatchNorm statistics that never
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` that never trains: no gradients, BatchNorm statistics that never
     move (momentum 0, so batch statistics are still used in train mode)."""
-    copied = nn.ModuleList(copy.deepcopy(list(stages)))
+    copied = copy.deepcopy(module)
     for param in copied.parameters():
         param.requires_grad_(False)
-    for module in copied.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.momentum = 0.0
+    for part in copied.modules():
+        if isinstance(part, nn.modules.batchnorm._BatchNorm):
+            part.momentum = 0.0
     return copied
 
 
@@ -227,24 +227,30 @@ class Delta(Regularizer):
 
     def __init__(self, parts: ModelParts, options: AnchoredOptions) -> None:
         super().__init__(parts, options)
-        stages = parts.source_stages()
-        self.tap = Tap(stages)
+        backbone = parts.backbone
+        outputs = backbone.stage_output_modules()[: parts.transferred]
+        names = {id(module): name for name, module in backbone.named_modules()}
+        paths = [names[id(module)] for module in outputs]
+        # the whole backbone, copied before the tap is hooked on (so the copy carries none);
+        # timm's stages cannot run alone, so both networks run whole and are tapped alike
+        source = frozen_copy(backbone)
+        self.tap = Tap(outputs)
+        self.source_tap = Tap([source.get_submodule(path) for path in paths])
         # a tuple keeps the copy out of the module tree (state dict, optimizer, device moves)
-        self.source = (frozen_copy(stages),)
+        self.source = (source,)
 
     def source_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The source stages' outputs on ``images``, each stage in its target's train/eval
+        """The source stages' outputs on ``images``, every module in its target's train/eval
         mode (so the maps agree at the source weights)."""
         source = self.source[0]
         if next(source.parameters(), images).device != images.device:
             source.to(images.device)
-        maps, x = [], images
+        modes = {name: module.training for name, module in self.parts.backbone.named_modules()}
+        for name, module in source.named_modules():
+            module.training = modes.get(name, module.training)
         with torch.no_grad():
-            for copied, stage in zip(source, self.parts.source_stages()):
-                copied.train(stage.training)
-                x = copied(x)
-                maps.append(x)
-        return maps
+            source(images)
+        return self.source_tap.take()
 
     def terms(
         self,
