@@ -1,10 +1,10 @@
 """Paired comparisons recomputed from a published report's per-seed values, without the runs.
 
 A report under ``docs/results/`` keeps each row's seeds and values in ``report.json``; this
-script pairs two rows on their common seeds (the same t interval as ``transferlab report``'s
-``--compare``) and prints the table; ``--out F.csv`` also writes it as CSV (the report's
-``paired.csv`` columns) and ``F.md``. Rows are named as in the report (``method`` in
-report.json; ``+`` for a space, as on the report's command line).
+script pairs two rows on their common seeds at each budget both have (the same t interval as
+``transferlab report``'s ``--compare``) and prints the table; ``--out F.csv`` also writes it as
+CSV (the report's ``paired.csv`` columns) and ``F.md``. Rows are named as in the report
+(``method`` in report.json; ``+`` for a space, as on the report's command line).
 
     python scripts/paired_from_published.py docs/results/<experiment>/report/report.json \
         --compare "zeroshot+method=sae:zeroshot+method=eszsl" [--compare a:b ...] [--out F.csv]
@@ -22,12 +22,18 @@ from transferlab.report.stats import paired_difference
 from transferlab.report.tables import paired_markdown, write_paired_csv
 
 
-def _rows_by_method(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {str(group["method"]): group for group in report["groups"]}
+def _rows_by_method(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each row's groups by method, then by budget (one entry where the report has none)."""
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    for group in report["groups"]:
+        budget = str(group.get("budget_label", report["metric"]))
+        rows.setdefault(str(group["method"]), {})[budget] = group
+    return rows
 
 
 def paired_rows(report: dict[str, Any], pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """``a`` minus ``b`` on their common seeds, for each (a, b) in ``pairs`` (one budget each)."""
+    """``a`` minus ``b`` on their common seeds, for each (a, b) in ``pairs``, at each budget
+    both rows have."""
     rows_by_method = _rows_by_method(report)
     out = []
     for a, b in pairs:
@@ -37,20 +43,24 @@ def paired_rows(report: dict[str, Any], pairs: list[tuple[str, str]]) -> list[di
                 f"error: no row named {missing[0]!r} in the report; its rows are: "
                 + ", ".join(sorted(rows_by_method))
             )
-        va = dict(zip(rows_by_method[a]["seeds"], rows_by_method[a]["values"], strict=True))
-        vb = dict(zip(rows_by_method[b]["seeds"], rows_by_method[b]["values"], strict=True))
-        seeds = [s for s in va if s in vb]
-        out.append(
-            {
-                "a": a,
-                "b": b,
-                "budget_label": rows_by_method[a].get("budget_label", report["metric"]),
-                **paired_difference([va[s] - vb[s] for s in seeds]),
-                "seeds": seeds,
-                "unpaired_a": [s for s in va if s not in vb],
-                "unpaired_b": [s for s in vb if s not in va],
-            }
-        )
+        for budget, group_a in rows_by_method[a].items():
+            group_b = rows_by_method[b].get(budget)
+            if group_b is None:
+                continue
+            va = dict(zip(group_a["seeds"], group_a["values"], strict=True))
+            vb = dict(zip(group_b["seeds"], group_b["values"], strict=True))
+            seeds = [s for s in va if s in vb]
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "budget_label": budget,
+                    **paired_difference([va[s] - vb[s] for s in seeds]),
+                    "seeds": seeds,
+                    "unpaired_a": [s for s in va if s not in vb],
+                    "unpaired_b": [s for s in vb if s not in va],
+                }
+            )
     return out
 
 

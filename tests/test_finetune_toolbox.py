@@ -97,7 +97,6 @@ def test_source_distance_is_zero_at_the_source_and_grows_as_weights_move(
     assert 0 < values[1] < values[2]
 
 
-
 @pytest.mark.parametrize(
     ("name", "options"),
     [("timm", {"model_name": "resnet10t"}), ("efficientnet_lite0", {})],

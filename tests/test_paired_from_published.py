@@ -58,3 +58,16 @@ def test_an_unknown_row_is_one_line_naming_the_rows(tmp_path: Path) -> None:
         "error: no row named 'lp' in the report; its rows are: finetune full, scratch"
     )
     assert not (tmp_path / "paired.csv").exists()
+
+
+def test_rows_pair_at_each_budget_both_have(tmp_path: Path) -> None:
+    groups = [
+        {"method": "a", "budget_label": "5", "seeds": [0, 1], "values": [0.5, 0.7]},
+        {"method": "a", "budget_label": "20", "seeds": [0, 1], "values": [0.9, 0.8]},
+        {"method": "a", "budget_label": "all", "seeds": [0, 1], "values": [0.9, 0.9]},
+        {"method": "b", "budget_label": "5", "seeds": [0, 1], "values": [0.4, 0.4]},
+        {"method": "b", "budget_label": "20", "seeds": [0, 1], "values": [0.8, 0.8]},
+    ]
+    rows = _script().paired_rows({"metric": "test/acc", "groups": groups}, [("a", "b")])
+    assert [row["budget_label"] for row in rows] == ["5", "20"]  # "all": b has no such row
+    assert [row["mean_diff"] for row in rows] == pytest.approx([0.2, 0.05])
