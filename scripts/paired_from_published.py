@@ -43,10 +43,14 @@ def paired_rows(report: dict[str, Any], pairs: list[tuple[str, str]]) -> list[di
                 f"error: no row named {missing[0]!r} in the report; its rows are: "
                 + ", ".join(sorted(rows_by_method))
             )
-        for budget, group_a in rows_by_method[a].items():
-            group_b = rows_by_method[b].get(budget)
-            if group_b is None:
-                continue
+        common = [budget for budget in rows_by_method[a] if budget in rows_by_method[b]]
+        if not common:
+            raise SystemExit(
+                f"error: rows {a!r} (budgets {', '.join(rows_by_method[a])}) and {b!r} (budgets "
+                f"{', '.join(rows_by_method[b])}) share no budget to pair at"
+            )
+        for budget in common:
+            group_a, group_b = rows_by_method[a][budget], rows_by_method[b][budget]
             va = dict(zip(group_a["seeds"], group_a["values"], strict=True))
             vb = dict(zip(group_b["seeds"], group_b["values"], strict=True))
             seeds = [s for s in va if s in vb]

@@ -71,3 +71,12 @@ def test_rows_pair_at_each_budget_both_have(tmp_path: Path) -> None:
     rows = _script().paired_rows({"metric": "test/acc", "groups": groups}, [("a", "b")])
     assert [row["budget_label"] for row in rows] == ["5", "20"]  # "all": b has no such row
     assert [row["mean_diff"] for row in rows] == pytest.approx([0.2, 0.05])
+
+
+def test_rows_with_no_common_budget_are_one_line() -> None:
+    groups = [
+        {"method": "a", "budget_label": "5", "seeds": [0], "values": [0.5]},
+        {"method": "b", "budget_label": "20", "seeds": [0], "values": [0.4]},
+    ]
+    with pytest.raises(SystemExit, match=r"rows 'a' \(budgets 5\) and 'b' \(budgets 20\) share no"):
+        _script().paired_rows({"metric": "test/acc", "groups": groups}, [("a", "b")])
