@@ -19,7 +19,8 @@ from transferlab.commands import main
 from transferlab.core.errors import ConfigError
 from transferlab.data.augment import BatchAugment
 from transferlab.models import build_backbone
-from transferlab.modules.perf import apply_perf, wants_channels_last
+from transferlab.modules import perf
+from transferlab.modules.perf import apply_perf, emulated_bf16_warning, wants_channels_last
 from transferlab.tasks import run_training
 
 ROW_FIELDS = (
@@ -99,6 +100,24 @@ def test_bench_rejects_an_unknown_preset(capsys) -> None:
     assert info.value.code == 2 and "tiny" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="valid: tiny, quick, full"):
         preset("huge")
+
+
+def test_bench_speedrun_recipe_must_name_an_experiment_file() -> None:
+    assert preset("speedrun", speedrun_recipe="fmnist_speedrun93").speedrun_recipe == (
+        "fmnist_speedrun93"
+    )
+    with pytest.raises(ConfigError, match="unknown speed-run recipe 'fmnist_speed'.*speedrun93"):
+        preset("speedrun", speedrun_recipe="fmnist_speed")
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_warns(monkeypatch) -> None:
+    monkeypatch.setattr(perf, "cpu_has_native_bf16", lambda: False)
+    warning = emulated_bf16_warning("bf16-mixed", on_cpu=True)
+    assert warning and "emulated" in warning and "trainer=cpu" in warning
+    assert emulated_bf16_warning("32-true", on_cpu=True) is None
+    assert emulated_bf16_warning("bf16-mixed", on_cpu=False) is None  # a GPU: not our business
+    monkeypatch.setattr(perf, "cpu_has_native_bf16", lambda: True)
+    assert emulated_bf16_warning("bf16-mixed", on_cpu=True) is None
 
 
 def test_perf_settings_apply_and_reject_bad_values() -> None:

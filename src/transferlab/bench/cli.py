@@ -45,6 +45,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--train-steps", type=int, default=None, help="timed steps per run, for every model"
     )
     parser.add_argument(
+        "--speedrun-recipe",
+        default=None,
+        help="the experiment file the speed run times (speedrun preset; default fmnist_speedrun, "
+        "e.g. fmnist_speedrun93)",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="steps between the speed run's off-clock test evaluations (default 25)",
+    )
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=None,
+        metavar="KEY=VALUE",
+        help="a Hydra override for the recipes' runs (repeatable), e.g. trainer=cpu to time "
+        "fmnist_speedrun in float32",
+    )
+    parser.add_argument(
         "--work-dir",
         type=Path,
         default=None,
@@ -68,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         batch_size=args.batch_size,
         train_steps=args.train_steps,
+        speedrun_recipe=args.speedrun_recipe,
+        speedrun_eval_every=args.eval_every,
+        recipe_overrides=tuple(args.override) if args.override else None,
         # an explicit --train-steps holds for every model (no per-model override)
         steps_override={} if args.train_steps is not None else None,
     )

@@ -61,8 +61,10 @@ def speedrun_markdown(run: dict[str, Any]) -> list[str]:
     """The speed run: per target, how many seeds reached it and when (from the first step and
     from process start), the final accuracy and the per-job overhead over seeds."""
     seeds = len(run["seeds"])
+    overrides = "".join(f" {o}" for o in run.get("overrides", []))
     lines = [
-        f"`{run['recipe']}`, {seeds} seeds, each in a fresh process; evaluations off the clock.",
+        f"`experiment={run['recipe']}{overrides}`, {seeds} seeds, each in a fresh process; "
+        "evaluations off the clock.",
         "",
         "| target | seeds reaching it | training time (mean +- std) | from process start |",
         "|---|---:|---|---|",

@@ -385,6 +385,7 @@ def speedrun(settings: BenchSettings, work_dir: Path, progress: Progress) -> dic
         progress(f"speed run seed {seed}: reached {seeds[-1]['reached_s']}")
     summary: dict[str, Any] = {
         "recipe": settings.speedrun_recipe,
+        "overrides": list(settings.recipe_overrides),
         "seeds": seeds,
         "test_acc": _spread([s["test_acc"] for s in seeds]),
         "job_overhead_s": _spread([s["job_overhead_s"] for s in seeds]),

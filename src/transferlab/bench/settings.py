@@ -134,4 +134,15 @@ def preset(name: str, **changes: Any) -> BenchSettings:
     """The preset ``name`` with ``changes`` applied (``None`` values are ignored)."""
     if name not in PRESETS:
         raise ConfigError(f"unknown benchmark preset '{name}'; valid: {', '.join(PRESETS)}")
-    return replace(PRESETS[name], **{k: v for k, v in changes.items() if v is not None})
+    settings = replace(PRESETS[name], **{k: v for k, v in changes.items() if v is not None})
+    if settings.speedrun_recipe:
+        from transferlab.core.config import available_options
+
+        experiments = available_options("experiment")
+        if settings.speedrun_recipe not in experiments:
+            speedruns = ", ".join(e for e in experiments if "speedrun" in e)
+            raise ConfigError(
+                f"unknown speed-run recipe '{settings.speedrun_recipe}': it names an "
+                f"experiment file (conf/experiment/); speed-run recipes: {speedruns}"
+            )
+    return settings

@@ -22,6 +22,27 @@ from transferlab.core.schema import PerfOptions, check_model
 CHANNELS_LAST_AUTO = ("resnet", "efficientnet")
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def emulated_bf16_warning(precision: str, on_cpu: bool) -> str | None:
+    """A warning when ``precision`` is bfloat16 on a CPU without bfloat16 instructions
+    (AVX512-BF16 or AMX): oneDNN then emulates it, which made a speed-run epoch about 10x
+    slower than float32 on an AVX2-only AMD EPYC (docs/benchmarks.md). None otherwise."""
+    if not (on_cpu and str(precision).startswith("bf16")):
+        return None
+    if cpu_has_native_bf16():
+        return None
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (
+        f"precision={precision} on a CPU without bfloat16 instructions ({capability}; no "
+        "AVX512-BF16/AMX): bfloat16 is emulated and runs many times slower than float32; "
+        "use trainer=cpu (float32) on this machine"
+    )
+
+
 def wants_channels_last(setting: bool | str | None, module: nn.Module) -> bool:
     """Whether ``perf.channels_last=setting`` converts ``module``: ``auto`` does so when its
     backbone's name starts with one of :data:`CHANNELS_LAST_AUTO`."""

@@ -31,6 +31,7 @@ from transferlab.core.results import (
 )
 from transferlab.core.schema import ModelOptions, PerfOptions, TrainerOptions, check_model
 from transferlab.modules.callbacks import DivergenceGuard, RNGStateCheckpoint
+from transferlab.modules.perf import emulated_bf16_warning
 from transferlab.tasks.checkpoints import (
     AtomicCheckpointIO,
     RunRecordCheckpoint,
@@ -94,7 +95,7 @@ def build_trainer(
     if not overrides.get("enable_progress_bar", cfg.trainer.get("enable_progress_bar", True)):
         chosen = [c for c in chosen if not isinstance(c, ProgressBar)]  # Lightning refuses both
     try:
-        return hydra.utils.instantiate(
+        trainer = hydra.utils.instantiate(
             cfg.trainer, callbacks=chosen, logger=loggers or False, **overrides
         )
     except (InstantiationException, ValueError, TypeError) as err:
@@ -103,6 +104,10 @@ def build_trainer(
         raise ConfigError(
             f"invalid trainer settings: {first[:300]} (see Lightning's Trainer arguments)"
         ) from None
+    on_cpu = trainer.strategy.root_device.type == "cpu"
+    if warning := emulated_bf16_warning(str(trainer.precision), on_cpu):
+        log.warning(warning)
+    return trainer
 
 
 def _with_atomic_io(cfg: DictConfig, plugins: Any) -> list[Any]:
