@@ -2,7 +2,8 @@
 # Model soups (transferlab soup) of a comparison's runs, one per data split: the finished train
 # runs under DIR... are grouped by (labels_per_class, seed) (a seed draws the split and, with
 # source.seed=${seed}, the source), and each group's uniform and greedy soups are written to
-# OUT/lpc<labels>_seed<seed>/{uniform,greedy}/results.json, then reported.
+# OUT/lpc<labels>_seed<seed>/{uniform,greedy}/results.json, then reported. Running it again
+# skips the splits whose two soups are written (an interrupted run goes on where it stopped).
 #   bash scripts/soups_per_split.sh OUT DIR...
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -10,6 +11,10 @@ out="${1:?usage: soups_per_split.sh OUT DIR...}"
 shift
 status=0
 while IFS=$'\t' read -r name dirs; do
+  if [ -f "$out/$name/uniform/results.json" ] && [ -f "$out/$name/greedy/results.json" ]; then
+    echo "soups of $name: already written, skipped"
+    continue
+  fi
   # shellcheck disable=SC2086  # dirs: the group's run directories (no spaces in run paths)
   transferlab soup $dirs --out "$out/$name" || status=$?
 done < <(python - "$@" <<'PY'
