@@ -120,6 +120,20 @@ def test_bf16_on_a_cpu_without_bf16_instructions_warns(monkeypatch) -> None:
     assert emulated_bf16_warning("bf16-mixed", on_cpu=True) is None
 
 
+def test_a_bf16_trainer_on_such_a_cpu_logs_the_warning(monkeypatch, caplog) -> None:
+    from omegaconf import OmegaConf
+
+    from transferlab.tasks.context import build_trainer
+
+    monkeypatch.setattr(perf, "cpu_has_native_bf16", lambda: False)
+    trainer = {"_target_": "lightning.Trainer", "accelerator": "cpu", "logger": False}
+    for precision, warned in (("bf16-mixed", True), ("32-true", False)):
+        caplog.clear()
+        cfg = OmegaConf.create({"trainer": {**trainer, "precision": precision}})
+        build_trainer(cfg, with_callbacks=False, enable_progress_bar=False)
+        assert ("bfloat16 is emulated" in caplog.text) is warned, precision
+
+
 def test_perf_settings_apply_and_reject_bad_values() -> None:
     threads = torch.get_num_threads()
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))

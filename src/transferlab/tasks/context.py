@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.errors import InstantiationException
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
@@ -104,7 +105,7 @@ def build_trainer(
         raise ConfigError(
             f"invalid trainer settings: {first[:300]} (see Lightning's Trainer arguments)"
         ) from None
-    on_cpu = trainer.strategy.root_device.type == "cpu"
+    on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
     if warning := emulated_bf16_warning(str(trainer.precision), on_cpu):
         log.warning(warning)
     return trainer
