@@ -110,6 +110,19 @@ def test_bench_speedrun_recipe_must_name_an_experiment_file() -> None:
         preset("speedrun", speedrun_recipe="fmnist_speed")
 
 
+def test_bench_override_adds_to_the_presets_recipe_overrides() -> None:
+    import argparse
+
+    from transferlab.bench.cli import add_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--preset", "tiny", "--override", "trainer=cpu", "--eval-every", "5"])
+    settings = settings_from_args(args)
+    assert settings.recipe_overrides == (*PRESETS["tiny"].recipe_overrides, "trainer=cpu")
+    assert settings.speedrun_eval_every == 5
+
+
 def test_bf16_on_a_cpu_without_bf16_instructions_warns(monkeypatch) -> None:
     monkeypatch.setattr(perf, "cpu_has_native_bf16", lambda: False)
     warning = emulated_bf16_warning("bf16-mixed", on_cpu=True)

@@ -7,7 +7,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from transferlab.bench.settings import PRESETS
+from transferlab.bench.settings import PRESETS, BenchSettings, preset
 
 
 def _models(text: str) -> tuple[str, ...]:
@@ -61,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=None,
         metavar="KEY=VALUE",
-        help="a Hydra override for the recipes' runs (repeatable), e.g. trainer=cpu to time "
-        "fmnist_speedrun in float32",
+        help="a Hydra override added to the recipes' runs (repeatable), e.g. trainer=cpu to "
+        "time fmnist_speedrun in float32",
     )
     parser.add_argument(
         "--work-dir",
@@ -72,15 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the benchmark; print the Markdown table and where the outputs went."""
-    from transferlab.bench.report import to_markdown, write_outputs
-    from transferlab.bench.run import run_benchmark
-    from transferlab.bench.settings import preset
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # dozens of Trainers:
-        logging.getLogger(name).setLevel(logging.WARNING)  # no banner and summary per run
-    settings = preset(
+def settings_from_args(args: argparse.Namespace) -> BenchSettings:
+    """The preset named by ``--preset`` with the command line's changes applied."""
+    return preset(
         args.preset,
         models=args.models,
         bf16_models=args.bf16_models,
@@ -90,10 +84,23 @@ def run(args: argparse.Namespace) -> int:
         train_steps=args.train_steps,
         speedrun_recipe=args.speedrun_recipe,
         speedrun_eval_every=args.eval_every,
-        recipe_overrides=tuple(args.override) if args.override else None,
+        # --override adds to the preset's own recipe overrides (tiny: the digits data set)
+        recipe_overrides=(
+            PRESETS[args.preset].recipe_overrides + tuple(args.override) if args.override else None
+        ),
         # an explicit --train-steps holds for every model (no per-model override)
         steps_override={} if args.train_steps is not None else None,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; print the Markdown table and where the outputs went."""
+    from transferlab.bench.report import to_markdown, write_outputs
+    from transferlab.bench.run import run_benchmark
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # dozens of Trainers:
+        logging.getLogger(name).setLevel(logging.WARNING)  # no banner and summary per run
+    settings = settings_from_args(args)
     if args.work_dir is not None:
         result = run_benchmark(settings, args.work_dir)
     else:
