@@ -277,3 +277,16 @@ def test_backbone_throughput_measures_both_directions(tmp_path) -> None:
     assert [row["channels_last"] for row in rows] == [False, True]
     for row in rows:
         assert row["features_images_per_s"] > 0 and row["train_images_per_s"] > 0
+
+
+def test_backbone_throughput_times_compiled_feature_extraction(tmp_path, capsys) -> None:
+    """``--compile`` adds the compiled feature path's images/s and compile seconds."""
+    from transferlab.bench.backbone_throughput import main
+
+    out = tmp_path / "throughput.json"
+    args = ["--models", "small_cnn", "--sizes", "16", "--precisions", "fp32"]
+    main([*args, "--seconds", "0.05", "--channels-last", "off", "--compile", "--out", str(out)])
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["channels_last"] is False
+    assert row["features_compiled_images_per_s"] > 0 and row["compile_s"] >= 0
+    assert "compiled features (img/s)" in capsys.readouterr().out

@@ -13,9 +13,12 @@ import torch
 
 from transferlab.core.errors import ConfigError
 from transferlab.models import build_backbone
+from transferlab.models import features as features_module
+from transferlab.models.features import pooled_features
 from transferlab.modules.autoencoder import AutoencoderTransferModule
 from transferlab.modules.finetune import FinetuneModule
 from transferlab.modules.gan_features import GanFeatureModule
+from transferlab.modules.perf import COMPILE_FEATURES_MIN_IMAGES, wants_compiled_features
 from transferlab.tasks import frozen_features, run_evaluation, run_training
 from transferlab.tasks.export import export_safetensors
 from transferlab.tasks.feature_cache import FEATURE_FILES, load_or_compute
@@ -219,3 +222,56 @@ def test_a_corrupt_entry_is_rebuilt_and_an_unwritable_cache_still_runs(
     monkeypatch.setattr("transferlab.sources.cache.FileLock", NoLock)
     _, how = load_or_compute(tmp_path / "ro" / "small_cnn-key", {"k": 1}, compute)
     assert how == "computed (not cached)" and len(calls) == 3
+
+
+def _digits_backbone() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_backbone("small_cnn", in_chans=1, input_size=8).eval()
+
+
+def test_compiled_features_equal_the_eager_ones_with_a_padded_last_chunk(caplog) -> None:
+    # torch.compile with frozen weights (perf.compile_features): 70 inputs in chunks of 32,
+    # so the last chunk (6) is padded to the compiled shape and cut back
+    backbone = _digits_backbone()
+    inputs = torch.randn(70, 1, 8, 8)
+    eager = pooled_features(backbone, inputs, batch_size=32)
+    with caplog.at_level(logging.WARNING):
+        compiled = pooled_features(backbone, inputs, batch_size=32, compile=True)
+    assert not [r for r in caplog.records if "compile_features" in r.getMessage()]  # compiled
+    assert compiled.shape == eager.shape == (70, backbone.num_features)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_a_failing_compile_falls_back_to_eager_features_with_a_warning(monkeypatch, caplog) -> None:
+    def broken(_backbone: torch.nn.Module):
+        def run(_x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore lines")
+
+        return run
+
+    monkeypatch.setattr(features_module, "_compiled", broken)
+    backbone = _digits_backbone().train()
+    inputs = torch.randn(10, 1, 8, 8)
+    with caplog.at_level(logging.WARNING):
+        out = pooled_features(backbone, inputs, batch_size=4, compile=True)
+    torch.testing.assert_close(out, pooled_features(backbone, inputs, batch_size=4))
+    assert backbone.training  # train mode restored after eval-mode extraction
+    (warning,) = [r.getMessage() for r in caplog.records if "compile_features" in r.getMessage()]
+    assert "InvalidCxxCompiler" in warning and "eagerly" in warning and "more lines" not in warning
+
+
+def test_compile_features_auto_compiles_only_large_extractions() -> None:
+    assert not wants_compiled_features("auto", COMPILE_FEATURES_MIN_IMAGES - 1)
+    assert wants_compiled_features("auto", COMPILE_FEATURES_MIN_IMAGES)
+    assert wants_compiled_features(True, 1) and not wants_compiled_features(False, 10**6)
+
+
+def test_a_compiled_cache_entry_is_its_own_and_matches_the_eager_run(
+    make_cfg, tmp_path: Path
+) -> None:
+    eager = _train(make_cfg, tmp_path / "eager", *PROBE, "perf.compile_features=false")
+    compiled = _train(make_cfg, tmp_path / "compiled", *PROBE, "perf.compile_features=true")
+    assert eager["feature_cache"]["compiled"] is False  # digits: under the auto threshold
+    assert compiled["feature_cache"]["compiled"] is True
+    assert compiled["feature_cache"]["path"] != eager["feature_cache"]["path"]
+    _assert_same_run(compiled, eager)

@@ -51,8 +51,11 @@ def measure(
     infer_batch: int = 128,
     train_batch: int = 64,
     num_classes: int = 10,
+    compiled: bool = False,
 ) -> dict[str, Any]:
-    """Feature-extraction and training images/s of ``model`` at ``size`` px (3 channels)."""
+    """Feature-extraction and training images/s of ``model`` at ``size`` px (3 channels);
+    ``compiled`` adds feature extraction through torch.compile with frozen weights (what
+    ``perf.compile_features`` runs) and the seconds its compilation took."""
     torch.manual_seed(0)
     backbone = build_backbone(model, in_chans=3, input_size=size)
     net = nn.Sequential(backbone, nn.Linear(backbone.num_features, num_classes))
@@ -77,28 +80,62 @@ def measure(
 
     backbone.eval()
     features = _rate(infer, infer_batch, seconds)
-    net.train()
-    training = _rate(train, train_batch, seconds)
-    return {
+    row: dict[str, Any] = {
         "model": model,
         "size": size,
         "precision": precision,
         "channels_last": channels_last,
         "features_images_per_s": round(features, 1),
-        "train_images_per_s": round(training, 1),
     }
+    if compiled:
+        row.update(_compiled_rate(backbone, x_infer, precision, seconds))
+    net.train()
+    row["train_images_per_s"] = round(_rate(train, train_batch, seconds), 1)
+    return row
+
+
+def _compiled_rate(
+    backbone: nn.Module, inputs: torch.Tensor, precision: str, seconds: float
+) -> dict[str, float]:
+    """Feature extraction through ``pooled_features``' compiled path: the first call's
+    seconds (compiling; inductor's on-disk cache may make it short) and the images/s after."""
+    import torch._inductor.config as inductor_config
+
+    from transferlab.models.features import _compiled
+
+    run = _compiled(backbone)
+
+    def infer() -> None:
+        with torch.no_grad(), autocast(PRECISIONS[precision]):
+            run(inputs)
+
+    with inductor_config.patch(freezing=True):
+        started = time.perf_counter()
+        infer()
+        compile_s = time.perf_counter() - started
+        rate = _rate(infer, len(inputs), seconds)
+    return {"compile_s": round(compile_s, 1), "features_compiled_images_per_s": round(rate, 1)}
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    compiled = any("features_compiled_images_per_s" in row for row in rows)
+    extra = " compiled features (img/s) | compiling (s) |" if compiled else ""
     lines = [
-        "| model | px | precision | channels_last | features (img/s) | training (img/s) |",
-        "|---|---|---|---|---|---|",
+        "| model | px | precision | channels_last | features (img/s) |"
+        + extra
+        + " training (img/s) |",
+        "|---|---|---|---|---|" + ("---|---|" if compiled else "") + "---|",
     ]
     for row in rows:
+        cells = ""
+        if compiled:
+            rate = row.get("features_compiled_images_per_s")
+            cells = f" {rate:.0f} | {row['compile_s']:.1f} |" if rate is not None else " – | – |"
         lines.append(
             f"| {row['model']} | {row['size']} | {row['precision']} | "
-            f"{'on' if row['channels_last'] else 'off'} | {row['features_images_per_s']:.0f} | "
-            f"{row['train_images_per_s']:.0f} |"
+            f"{'on' if row['channels_last'] else 'off'} | {row['features_images_per_s']:.0f} |"
+            + cells
+            + f" {row['train_images_per_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -112,15 +149,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time feature extraction through torch.compile with frozen weights",
+    )
+    parser.add_argument(
+        "--channels-last",
+        choices=("both", "on", "off"),
+        default="both",
+        help="memory formats to measure",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmark/backbone_throughput.json"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
+    formats = {"both": (False, True), "on": (True,), "off": (False,)}[args.channels_last]
     for model, size, precision, channels_last in itertools.product(
-        args.models, args.sizes, args.precisions, (False, True)
+        args.models, args.sizes, args.precisions, formats
     ):
-        row = measure(model, size, precision, channels_last, seconds=args.seconds)
+        row = measure(
+            model, size, precision, channels_last, seconds=args.seconds, compiled=args.compile
+        )
         print(json.dumps(row), flush=True)
         rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)

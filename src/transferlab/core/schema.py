@@ -158,6 +158,7 @@ class PerfOptions(BaseModel):
 
     channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False
+    compile_features: bool | Literal["auto"] = "auto"
     float32_matmul_precision: Literal["highest", "high", "medium"] | None = None
     num_threads: PositiveInt | None = None
 

@@ -22,6 +22,22 @@ from transferlab.core.schema import PerfOptions, check_model
 CHANNELS_LAST_AUTO = ("resnet", "efficientnet")
 
 
+# ``perf.compile_features: auto`` compiles a frozen backbone for feature extraction when at
+# least this many images are featurised. EfficientNet-Lite0, 64 px, Fashion-MNIST through the
+# stack on a quiet 2-core AMD EPYC (Zen 5), 2026-12-02 (docs/frozen_features.md): 35,000
+# images 52.7 s eager, 44.3 s compiled including ~10 s of compiling; 5,600 images 9.0 s
+# eager, 16.5 s compiled. Break-even about 19,000 images (more with inductor's cache cold).
+COMPILE_FEATURES_MIN_IMAGES = 20_000
+
+
+def wants_compiled_features(setting: bool | str | None, n_images: int) -> bool:
+    """Whether ``perf.compile_features=setting`` compiles the backbone to featurise
+    ``n_images`` images: ``auto`` from :data:`COMPILE_FEATURES_MIN_IMAGES` on."""
+    if setting == "auto":
+        return n_images >= COMPILE_FEATURES_MIN_IMAGES
+    return bool(setting)
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

@@ -28,6 +28,7 @@ from transferlab.data.switched_inputs import SPLITS, SwitchedInputsDataModule
 from transferlab.models.features import pooled_features
 from transferlab.modules.classifier import ClassifierModule
 from transferlab.modules.gan_features import GanFeatureModule
+from transferlab.modules.perf import wants_compiled_features
 from transferlab.modules.regularizers import check_regularizer
 from transferlab.tasks.distributed import is_distributed
 from transferlab.tasks.feature_cache import feature_entry, feature_identity, load_or_compute
@@ -155,9 +156,10 @@ def compute_all(
     datamodule: ImageClassificationDataModule,
     trainer: L.Trainer,
     splits: Sequence[str] = SPLITS,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """The pooled features of the ``splits`` images (un-augmented, backbone in eval mode, on
-    the trainer's device and in its precision)."""
+    the trainer's device and in its precision; ``compile``: through torch.compile)."""
     return {
         split: pooled_features(
             backbone,
@@ -166,9 +168,20 @@ def compute_all(
             prepare=getattr(datamodule, f"{split}_set").prepare,
             device=trainer.strategy.root_device,
             context=trainer.precision_plugin.forward_context,
+            compile=compile,
         )
         for split in splits
     }
+
+
+def compile_features(
+    perf_cfg: Mapping[str, Any] | None,
+    datamodule: ImageClassificationDataModule,
+    splits: Sequence[str] = SPLITS,
+) -> bool:
+    """Whether ``perf.compile_features`` compiles the backbone to featurise ``splits``."""
+    n_images = sum(len(getattr(datamodule, f"{split}_set").pixels) for split in splits)
+    return wants_compiled_features((perf_cfg or {}).get("compile_features", "auto"), n_images)
 
 
 def use_feature_cache(
@@ -198,9 +211,12 @@ def use_feature_cache(
         input_spec,
         str(trainer.precision),
     )
+    compiled = compile_features(plain.get("perf"), datamodule)
+    if compiled:  # equal to eager features up to float32 rounding: an entry of its own
+        identity["compiled"] = True
     entry = feature_entry(Path(plain["paths"]["cache_dir"]), module.backbone.name, identity)
     features, how = load_or_compute(
-        entry, identity, lambda: compute_all(module.backbone, datamodule, trainer)
+        entry, identity, lambda: compute_all(module.backbone, datamodule, trainer, compile=compiled)
     )
     seconds = time.perf_counter() - started
     phases = FeaturePhases(frozen_epochs(module, trainer.max_epochs))
@@ -223,6 +239,7 @@ def use_feature_cache(
         "entry": how,
         "path": str(entry),
         "features_s": round(seconds, 3),
+        "compiled": compiled,
         "num_features": int(features["train"].shape[1]),
         "images": {split: len(features[split]) for split in SPLITS},
         "feature_epochs": describe(phases, trainer.max_epochs),

@@ -41,7 +41,7 @@ from transferlab.tasks.feature_cache import (
     load_or_compute,
     read_entry,
 )
-from transferlab.tasks.frozen_features import compute_all
+from transferlab.tasks.frozen_features import compile_features, compute_all
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +199,14 @@ def _features(
     how = "read (a run's entry)"
     if features is None:
         identity = {**identity, "splits": ["train"]}
+        compiled = compile_features(plain.get("perf"), datamodule, ("train",))
+        if compiled:
+            identity["compiled"] = True
         entry = feature_entry(cache_dir, backbone.name, identity)
         features, how = load_or_compute(
-            entry, identity, lambda: compute_all(backbone, datamodule, trainer, ("train",))
+            entry,
+            identity,
+            lambda: compute_all(backbone, datamodule, trainer, ("train",), compile=compiled),
         )
     seconds = time.perf_counter() - started
     return features["train"], {"entry": how, "path": str(entry), "seconds": round(seconds, 3)}
