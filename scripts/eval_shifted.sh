@@ -5,7 +5,7 @@
 # one eval multirun into OUT, then a report of the eval runs.
 #   bash scripts/eval_shifted.sh OUT 'SHIFT' RUN_OR_SWEEP_DIR...
 #   e.g. bash scripts/eval_shifted.sh logs/reproduce/toolbox_noise0.2 '{noise_std:0.2}' logs/reproduce/fmnist_toolbox
-# Re-running skips nothing (evaluations are cheap); REPORT_ARGS adds report options.
+# Re-running skips the evaluations that finished (resume=true); REPORT_ARGS adds report options.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:?usage: eval_shifted.sh OUT SHIFT DIR...}"
@@ -29,7 +29,7 @@ print(",".join(found))
 PY
 )"
 status=0
-python "$repo/eval.py" -m "ckpt_path=$ckpts" "+data.shift=$shift_spec" "hydra.sweep.dir=$out" \
+python "$repo/eval.py" -m "ckpt_path=$ckpts" "+data.shift=$shift_spec" "hydra.sweep.dir=$out" resume=true \
   print_config=false || status=$?
 # shellcheck disable=SC2086  # REPORT_ARGS: extra report options
 python "$repo/scripts/report.py" "$out" --out "$out/report" --task eval ${REPORT_ARGS:-}

@@ -477,3 +477,29 @@ def test_eval_on_other_classes_of_the_same_count_is_labelled(cli, make_cfg, tmp_
     )
     assert code == 0 and "warning:" not in err
     assert read_results(tmp_path / "same" / "results.json")["data_differs_from_training"] == []
+
+
+def test_an_eval_sweep_run_again_with_resume_skips_the_finished_evaluations(
+    cli, make_cfg, tmp_path: Path
+) -> None:
+    # scripts/eval_shifted.sh re-runs its evaluation multirun into the same directory
+    trained = tmp_path / "trained"
+    record = run_training(
+        make_cfg("strategy=scratch", "trainer.max_epochs=1", out=trained), trained
+    )
+    sweep = tmp_path / "shifted"
+    args = (
+        f"ckpt_path={record['metrics']['best_checkpoint']}",
+        "+data.shift={noise_std:0.2}",
+        f"hydra.sweep.dir={sweep}",
+    )
+    code, _, err = cli(*args, "-m", entry="eval")  # -m last: Hydra's parser wants it there
+    assert code == 0, err[-2000:]
+    first = (sweep / "0" / "results.json").read_bytes()
+    _, out, err = cli(*args, "-m", entry="eval")  # without resume: refused, not overwritten
+    assert (sweep / "0" / "results.json").read_bytes() == first
+    assert "holds the finished results" in out + err  # the job is reported failed
+    code, out, err = cli(*args, "resume=true", "-m", entry="eval")
+    assert code == 0, err[-2000:]
+    assert "skipped: this configuration already finished" in out + err
+    assert (sweep / "0" / "results.json").read_bytes() == first
