@@ -4,6 +4,7 @@ split, preprocessing), and checkpoints that evaluate and export like any other."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -243,13 +244,14 @@ def test_compiled_features_equal_the_eager_ones_with_a_padded_last_chunk(caplog)
 
 
 def test_a_failing_compile_falls_back_to_eager_features_with_a_warning(monkeypatch, caplog) -> None:
+    @contextlib.contextmanager
     def broken(_backbone: torch.nn.Module):
         def run(_x: torch.Tensor) -> torch.Tensor:
             raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore lines")
 
-        return run
+        yield run
 
-    monkeypatch.setattr(features_module, "_compiled", broken)
+    monkeypatch.setattr(features_module, "frozen_compiled", broken)
     backbone = _digits_backbone().train()
     inputs = torch.randn(10, 1, 8, 8)
     with caplog.at_level(logging.WARNING):

@@ -99,17 +99,14 @@ def _compiled_rate(
 ) -> dict[str, float]:
     """Feature extraction through ``pooled_features``' compiled path: the first call's
     seconds (compiling; inductor's on-disk cache may make it short) and the images/s after."""
-    import torch._inductor.config as inductor_config
+    from transferlab.models.features import frozen_compiled
 
-    from transferlab.models.features import _compiled
+    with frozen_compiled(backbone) as run:
 
-    run = _compiled(backbone)
+        def infer() -> None:
+            with torch.no_grad(), autocast(PRECISIONS[precision]):
+                run(inputs)
 
-    def infer() -> None:
-        with torch.no_grad(), autocast(PRECISIONS[precision]):
-            run(inputs)
-
-    with inductor_config.patch(freezing=True):
         started = time.perf_counter()
         infer()
         compile_s = time.perf_counter() - started
