@@ -3,16 +3,60 @@
 # (issue 13): full, LP-FT and partial (conf/experiment/fmnist_imagenet_ft_all.yaml) and scratch
 # (fmnist_imagenet_scratch_all), with the linear probes of fmnist_imagenet_all (the same 1,400
 # steps), 3 seeds; one report, every mode paired against scratch and the probes
-# (docs/results/fmnist_imagenet_ft_all/report/). About 6 hours of one core: the runs resume.
-#   bash scripts/reproduce_fmnist_imagenet_ft_all.sh [overrides...]
-export HF_HUB_OFFLINE=1
-compare=""
+# (docs/results/fmnist_imagenet_ft_all/report/). Then linear probes with every label of all ten
+# classes (fmnist10_imagenet_all; docs/results/fmnist10_imagenet_all/report/).
+# 21 runs, resumable: run it again with the same LANES and overrides to continue.
+#   bash scripts/reproduce_fmnist_imagenet_ft_all.sh [extra hydra overrides...]
+# LANES=2 (default) runs two parallel chains of one thread each; LANES=1 one chain with the
+# default threads. Sweeps in $TRANSFERLAB_ROOT/logs/reproduce/fmnist_imagenet_ft_all/
+# {full_lp_ft,partial,scratch,probes} and fmnist10_imagenet_all/.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+root="${TRANSFERLAB_ROOT:-$PWD}"
+export TRANSFERLAB_ROOT="$root" HF_HUB_OFFLINE=1
+out="$root/logs/reproduce/fmnist_imagenet_ft_all"
+out10="$root/logs/reproduce/fmnist10_imagenet_all"
+common=(resume=true print_config=false trainer.enable_progress_bar=false)
+start=$(date +%s)
+sweep() {  # sweep <sweep dir> <experiment> [overrides...]
+  python "$repo/train.py" -m "experiment=$2" "hydra.sweep.dir=$1" "${common[@]}" "${@:3}"
+}
+lane1() {  # the two slowest modes, then the ten-class probes
+  local s=0
+  sweep "$out/full_lp_ft" fmnist_imagenet_ft_all strategy.mode=full,lp_ft "$@" || s=$?
+  sweep "$out10" fmnist10_imagenet_all "$@" || s=$?
+  return "$s"
+}
+lane2() {  # partial fine-tuning, scratch and the five-class probes (ImageNet, self-pretrained)
+  local s=0
+  sweep "$out/partial" fmnist_imagenet_ft_all strategy.mode=partial "$@" || s=$?
+  sweep "$out/scratch" fmnist_imagenet_scratch_all "$@" || s=$?
+  sweep "$out/probes" fmnist_imagenet_all "$@" || s=$?
+  return "$s"
+}
+status=0
+if [ "${LANES:-2}" = 2 ]; then
+  OMP_NUM_THREADS=1 lane1 perf.num_threads=1 "$@" &
+  first=$!
+  OMP_NUM_THREADS=1 lane2 perf.num_threads=1 "$@" || status=$?
+  wait "$first" || status=$?
+else
+  lane1 "$@" || status=$?
+  lane2 "$@" || status=$?
+fi
+# row names as the combined report writes them ("+" for a space)
+probe="finetune/linear_probe+max_epochs=1+source=imagenet+seed=0"
+pretrain="finetune/linear_probe+max_epochs=1+source=pretrain+seed=0"
+compare=()
 for spec in finetune/full:scratch finetune/lp_ft:scratch finetune/partial:scratch \
-  finetune/full:finetune/linear_probe finetune/lp_ft:finetune/linear_probe \
-  finetune/partial:finetune/linear_probe finetune/lp_ft:finetune/full \
-  finetune/full:finetune/partial; do
-  compare="$compare --compare $spec"
+  "$probe:scratch" "finetune/full:$probe" "finetune/lp_ft:$probe" "finetune/partial:$probe" \
+  finetune/lp_ft:finetune/full finetune/full:finetune/partial "$probe:$pretrain"; do
+  compare+=(--compare "$spec")
 done
-export REPORT_ARGS="${REPORT_ARGS:-$compare}"
-exec bash "$(dirname "$0")/reproduce_combined.sh" fmnist_imagenet_ft_all \
-  "fmnist_imagenet_ft_all fmnist_imagenet_scratch_all fmnist_imagenet_all" "$@"
+python "$repo/scripts/report.py" "$out/full_lp_ft" "$out/partial" "$out/scratch" "$out/probes" \
+  --out "$out/report" "${compare[@]}" || status=$?
+bash "$repo/scripts/publish_report.sh" "$out/report" fmnist_imagenet_ft_all/report || status=$?
+python "$repo/scripts/report.py" "$out10" --out "$out10/report" || status=$?
+bash "$repo/scripts/publish_report.sh" "$out10/report" fmnist10_imagenet_all/report || status=$?
+echo "reproduce fmnist_imagenet_ft_all: $(($(date +%s) - start)) s wall time; reports in $out/report, $out10/report"
+exit "$status"
