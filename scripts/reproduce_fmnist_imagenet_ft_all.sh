@@ -3,19 +3,22 @@
 # (issue 13): full, LP-FT and partial (conf/experiment/fmnist_imagenet_ft_all.yaml) and scratch
 # (fmnist_imagenet_scratch_all), with the linear probes of fmnist_imagenet_all (the same 1,400
 # steps), 3 seeds; one report, every mode paired against scratch and the probes
-# (docs/results/fmnist_imagenet_ft_all/report/). Then linear probes with every label of all ten
-# classes (fmnist10_imagenet_all; docs/results/fmnist10_imagenet_all/report/).
-# 21 runs, resumable: run it again with the same LANES and overrides to continue.
+# (docs/results/fmnist_imagenet_ft_all/report/). Then all ten classes with every label: linear
+# probes (fmnist10_imagenet_all) against scratch (fmnist10_imagenet_scratch_all), paired
+# (docs/results/fmnist10_imagenet_all/report/).
+# 24 runs, resumable: run it again with the same LANES and overrides to continue.
 #   bash scripts/reproduce_fmnist_imagenet_ft_all.sh [extra hydra overrides...]
-# LANES=2 (default) runs two parallel chains of one thread each; LANES=1 one chain with the
-# default threads. Sweeps in $TRANSFERLAB_ROOT/logs/reproduce/fmnist_imagenet_ft_all/
-# {full_lp_ft,partial,scratch,probes} and fmnist10_imagenet_all/.
+# LANES=2 (default) runs two parallel chains of one thread each, then the ten-class scratch runs
+# two at a time (Hydra's joblib launcher); LANES=1 everything in turn with the default threads.
+# Sweeps in $TRANSFERLAB_ROOT/logs/reproduce/fmnist_imagenet_ft_all/{full_lp_ft,partial,scratch,
+# probes}, fmnist10_imagenet_all/ and fmnist10_imagenet_scratch_all/.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="${TRANSFERLAB_ROOT:-$PWD}"
 export TRANSFERLAB_ROOT="$root" HF_HUB_OFFLINE=1
 out="$root/logs/reproduce/fmnist_imagenet_ft_all"
 out10="$root/logs/reproduce/fmnist10_imagenet_all"
+scratch10="$root/logs/reproduce/fmnist10_imagenet_scratch_all"
 common=(resume=true print_config=false trainer.enable_progress_bar=false)
 start=$(date +%s)
 sweep() {  # sweep <sweep dir> <experiment> [overrides...]
@@ -40,9 +43,12 @@ if [ "${LANES:-2}" = 2 ]; then
   first=$!
   OMP_NUM_THREADS=1 lane2 perf.num_threads=1 "$@" || status=$?
   wait "$first" || status=$?
+  OMP_NUM_THREADS=1 sweep "$scratch10" fmnist10_imagenet_scratch_all perf.num_threads=1 \
+    hydra/launcher=joblib hydra.launcher.n_jobs=2 "$@" || status=$?
 else
   lane1 "$@" || status=$?
   lane2 "$@" || status=$?
+  sweep "$scratch10" fmnist10_imagenet_scratch_all "$@" || status=$?
 fi
 # row names as the combined report writes them ("+" for a space)
 probe="finetune/linear_probe+max_epochs=1+source=imagenet+seed=0"
@@ -56,7 +62,8 @@ done
 python "$repo/scripts/report.py" "$out/full_lp_ft" "$out/partial" "$out/scratch" "$out/probes" \
   --out "$out/report" "${compare[@]}" || status=$?
 bash "$repo/scripts/publish_report.sh" "$out/report" fmnist_imagenet_ft_all/report || status=$?
-python "$repo/scripts/report.py" "$out10" --out "$out10/report" || status=$?
-bash "$repo/scripts/publish_report.sh" "$out10/report" fmnist10_imagenet_all/report || status=$?
-echo "reproduce fmnist_imagenet_ft_all: $(($(date +%s) - start)) s wall time; reports in $out/report, $out10/report"
+python "$repo/scripts/report.py" "$out10" "$scratch10" --out "$out10/combined" \
+  --compare finetune/linear_probe:scratch || status=$?
+bash "$repo/scripts/publish_report.sh" "$out10/combined" fmnist10_imagenet_all/report || status=$?
+echo "reproduce fmnist_imagenet_ft_all: $(($(date +%s) - start)) s wall time; reports in $out/report, $out10/combined"
 exit "$status"
