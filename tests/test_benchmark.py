@@ -85,9 +85,12 @@ def test_tiny_benchmark_writes_every_field(tmp_path: Path, capsys, monkeypatch) 
     assert _finite(seed["job_overhead_s"]) and seed["job_overhead_s"] > 0
     assert speedrun["test_acc"]["values"] == [seed["test_acc"]]
     assert [_finite(v) and v > 0 for v in result["startup_s"]["values"]] == [True]
+    for imports in result["training_imports_s"].values():
+        assert [_finite(v) and v > 0 for v in imports["values"]] == [True]
     assert _finite(result["peak_rss_mb"]) and result["peak_rss_mb"] > 0
     markdown = (out / "benchmark.md").read_text()
     assert "## Speed run" in markdown and "## Start-up" in markdown
+    assert "A training process's imports" in markdown
     assert "| small_cnn | 32-true |" in markdown and "| small_cnn | bf16-mixed |" in markdown
     assert "| small_cnn + channels_last | 32-true |" in markdown
     assert "Time to accuracy" in markdown and "nan" not in markdown.lower()

@@ -3,13 +3,23 @@ answered at once (import time itself is measured by the benchmark, not here)."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import os
 import subprocess
 import sys
+import types
 
 import lightning
+import pytest
+from lightning_utilities.core.imports import RequirementCache
 
 from transferlab.core.overrides import trainer_arguments
+from transferlab.core.startup import OPT_OUT_VARIABLE, mark_transformers_unavailable
+
+needs_transformers = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None, reason="transformers is not installed"
+)
 
 
 def test_cli_import_loads_neither_torch_nor_lightning() -> None:
@@ -21,3 +31,36 @@ def test_cli_import_loads_neither_torch_nor_lightning() -> None:
 def test_trainer_arguments_read_without_import_match_the_class() -> None:
     params = inspect.signature(lightning.Trainer.__init__).parameters
     assert trainer_arguments() == frozenset(p for p in params if p != "self")
+
+
+def _loaded_after_lightning(opt_out: str) -> list[str]:
+    code = (
+        "import sys, transferlab, lightning, torchmetrics\n"
+        "from torchmetrics.utilities.imports import _TRANSFORMERS_GREATER_EQUAL_4_4 as flag\n"
+        "print('transformers' in sys.modules, bool(flag))"
+    )
+    env = {**os.environ, OPT_OUT_VARIABLE: opt_out}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    return out.stdout.split()
+
+
+@needs_transformers
+def test_training_imports_do_not_load_transformers_through_torchmetrics() -> None:
+    assert _loaded_after_lightning("0") == ["False", "False"]
+
+
+@needs_transformers
+def test_opt_out_keeps_torchmetrics_transformers_metrics() -> None:
+    assert _loaded_after_lightning("1") == ["True", "True"]
+
+
+def test_mark_transformers_unavailable_turns_the_flags_false() -> None:
+    module = types.ModuleType("flags")
+    module._TRANSFORMERS_AVAILABLE = RequirementCache("torch")  # met, like an installed package
+    module._TRANSFORMERS_GREATER_EQUAL_4_4 = RequirementCache("torch>=0.1")
+    assert bool(module._TRANSFORMERS_AVAILABLE)
+    changed = mark_transformers_unavailable(module)
+    assert changed == ["_TRANSFORMERS_AVAILABLE", "_TRANSFORMERS_GREATER_EQUAL_4_4"]
+    assert not module._TRANSFORMERS_AVAILABLE and not module._TRANSFORMERS_GREATER_EQUAL_4_4

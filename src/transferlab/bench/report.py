@@ -147,6 +147,15 @@ def to_markdown(result: dict[str, Any]) -> str:
             "`import transferlab.cli` in a fresh interpreter: "
             f"{_spread_text(result['startup_s'], 2)}.",
         ]
+    if result.get("training_imports_s"):
+        imports = result["training_imports_s"]
+        parts += [
+            "",
+            "A training process's imports (`import transferlab, lightning`): "
+            f"{_spread_text(imports['transformers_hidden'], 2)} as transferlab runs them, "
+            f"{_spread_text(imports['torchmetrics_default'], 2)} with torchmetrics importing "
+            "`transformers` (`TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1`).",
+        ]
     parts += [
         "",
         f"Peak RSS of the benchmark process: {_num(result['peak_rss_mb'])} MB; "

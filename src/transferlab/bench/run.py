@@ -28,6 +28,7 @@ from transferlab.bench.stack import (
     workload_overrides,
 )
 from transferlab.bench.timing import PeakRSS, max_rss_bytes, median, ratio_interval
+from transferlab.core.startup import OPT_OUT_VARIABLE
 from transferlab.tasks import run_training
 
 Progress = Callable[[str], None]
@@ -401,14 +402,29 @@ def speedrun(settings: BenchSettings, work_dir: Path, progress: Progress) -> dic
     return summary
 
 
+def _import_seconds(code: str, env: dict[str, str] | None = None) -> float:
+    """Wall seconds of a fresh interpreter that runs ``code`` (imports) and exits."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    return time.perf_counter() - started
+
+
 def startup(repeats: int) -> dict[str, Any]:
     """Seconds a fresh interpreter takes to import the CLI (``import transferlab.cli``)."""
-    times = []
+    return _spread([_import_seconds("import transferlab.cli") for _ in range(repeats)])
+
+
+def training_imports(repeats: int) -> dict[str, Any]:
+    """Seconds a fresh interpreter takes for a training process's imports (``import transferlab,
+    lightning``), as transferlab runs them (torchmetrics without ``transformers``) and with
+    torchmetrics' default (``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1``), alternating."""
+    code = "import transferlab, lightning"
+    default = {**os.environ, OPT_OUT_VARIABLE: "1"}
+    hidden, loaded = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import transferlab.cli"], check=True)
-        times.append(time.perf_counter() - started)
-    return _spread(times)
+        hidden.append(_import_seconds(code, {**os.environ, OPT_OUT_VARIABLE: "0"}))
+        loaded.append(_import_seconds(code, default))
+    return {"transformers_hidden": _spread(hidden), "torchmetrics_default": _spread(loaded)}
 
 
 def run_benchmark(
@@ -441,6 +457,8 @@ def run_benchmark(
     if settings.startup_repeats > 0:
         progress(f"start-up: import transferlab.cli, {settings.startup_repeats} processes")
         result["startup_s"] = startup(settings.startup_repeats)
+        progress(f"start-up: a training process's imports, {settings.startup_repeats} x 2")
+        result["training_imports_s"] = training_imports(settings.startup_repeats)
     result["peak_rss_mb"] = max_rss_bytes() / 2**20
     result["benchmark_wall_s"] = time.time() - started
     return result

@@ -1,0 +1,95 @@
+"""Start-up trimming: keep torchmetrics from importing ``transformers`` (issue 21).
+
+``import lightning`` imports torchmetrics, whose text and multimodal metrics (BERTScore, InfoLM,
+CLIPScore) import ``transformers`` at import time whenever it is installed (the dev extras pull
+it in through sentence-transformers): about a second of every training process's start-up on
+2 cores, for metrics transferlab never uses. :func:`skip_torchmetrics_transformers` marks
+``transformers`` as unavailable *to torchmetrics only*, right after torchmetrics computes its
+availability flags: sentence-transformers and a user's own ``import transformers`` are
+unaffected. ``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1`` keeps torchmetrics' own behaviour.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+TORCHMETRICS_IMPORTS = "torchmetrics.utilities.imports"
+TRANSFORMERS_FLAGS = (
+    "_TRANSFORMERS_AVAILABLE",
+    "_TRANSFORMERS_GREATER_EQUAL_4_4",
+    "_TRANSFORMERS_GREATER_EQUAL_4_10",
+)
+OPT_OUT_VARIABLE = "TRANSFERLAB_TORCHMETRICS_TRANSFORMERS"
+
+
+def mark_transformers_unavailable(module: ModuleType) -> list[str]:
+    """Set torchmetrics' ``transformers`` requirement flags in ``module`` to unavailable.
+
+    The flags are lightning-utilities ``RequirementCache`` objects, whose truth value is their
+    ``available`` attribute once set. Returns the names of the flags it changed.
+    """
+    changed = []
+    for name in TRANSFORMERS_FLAGS:
+        flag = getattr(module, name, None)
+        if flag is None or not hasattr(flag, "_check_available"):
+            continue
+        flag.available = False
+        flag.message = f"transformers hidden from torchmetrics ({OPT_OUT_VARIABLE}=1 keeps it)"
+        changed.append(name)
+    return changed
+
+
+class _FlagsLoader(importlib.abc.Loader):
+    """Runs the real loader of torchmetrics' import flags, then hides ``transformers``."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        mark_transformers_unavailable(module)
+
+    def get_source(self, fullname: str) -> str | None:  # for inspect and tracebacks
+        return self.loader.get_source(fullname)  # type: ignore[attr-defined]
+
+
+class _FlagsFinder(importlib.abc.MetaPathFinder):
+    """Finds ``torchmetrics.utilities.imports`` with the other finders and wraps its loader."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != TORCHMETRICS_IMPORTS:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                if spec.loader is not None:
+                    spec.loader = _FlagsLoader(spec.loader)
+                return spec
+        return None
+
+
+def skip_torchmetrics_transformers() -> bool:
+    """Hide ``transformers`` from torchmetrics in this process, unless torchmetrics is loaded.
+
+    Returns True when the hook is in place.
+    """
+    if os.environ.get(OPT_OUT_VARIABLE) == "1":
+        return False
+    loaded = sys.modules.get(TORCHMETRICS_IMPORTS)
+    if loaded is not None:  # too late to save the import time; leave torchmetrics as it is
+        return False
+    if not any(isinstance(finder, _FlagsFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _FlagsFinder())
+    return True
