@@ -4,14 +4,16 @@
 # (fmnist_imagenet_scratch_all), with the linear probes of fmnist_imagenet_all (the same 1,400
 # steps), 3 seeds; one report, every mode paired against scratch and the probes
 # (docs/results/fmnist_imagenet_ft_all/report/). Then all ten classes with every label: linear
-# probes (fmnist10_imagenet_all) against scratch (fmnist10_imagenet_scratch_all), paired
-# (docs/results/fmnist10_imagenet_all/report/).
-# 24 runs, resumable: run it again with the same LANES and overrides to continue.
+# probes (fmnist10_imagenet_all), full / LP-FT / partial fine-tuning (fmnist10_imagenet_ft_all)
+# and scratch (fmnist10_imagenet_scratch_all), paired (docs/results/fmnist10_imagenet_all/report/).
+# 33 runs (about 13 min each for fine-tuning and scratch on one thread), resumable: run it again
+# with the same LANES and overrides to continue.
 #   bash scripts/reproduce_fmnist_imagenet_ft_all.sh [extra hydra overrides...]
-# LANES=2 (default) runs two parallel chains of one thread each, then the ten-class scratch runs
-# two at a time (Hydra's joblib launcher); LANES=1 everything in turn with the default threads.
-# Sweeps in $TRANSFERLAB_ROOT/logs/reproduce/fmnist_imagenet_ft_all/{full_lp_ft,partial,scratch,
-# probes}, fmnist10_imagenet_all/ and fmnist10_imagenet_scratch_all/.
+# LANES=2 (default) runs two parallel chains of one thread each, then the ten-class scratch and
+# fine-tuning runs two at a time (Hydra's joblib launcher); LANES=1 everything in turn with the
+# default threads. Sweeps in $TRANSFERLAB_ROOT/logs/reproduce/fmnist_imagenet_ft_all/{full_lp_ft,
+# partial,scratch,probes}, fmnist10_imagenet_all/, fmnist10_imagenet_scratch_all/ and
+# fmnist10_imagenet_ft_all/.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="${TRANSFERLAB_ROOT:-$PWD}"
@@ -19,6 +21,7 @@ export TRANSFERLAB_ROOT="$root" HF_HUB_OFFLINE=1
 out="$root/logs/reproduce/fmnist_imagenet_ft_all"
 out10="$root/logs/reproduce/fmnist10_imagenet_all"
 scratch10="$root/logs/reproduce/fmnist10_imagenet_scratch_all"
+ft10="$root/logs/reproduce/fmnist10_imagenet_ft_all"
 common=(resume=true print_config=false trainer.enable_progress_bar=false)
 start=$(date +%s)
 sweep() {  # sweep <sweep dir> <experiment> [overrides...]
@@ -43,12 +46,14 @@ if [ "${LANES:-2}" = 2 ]; then
   first=$!
   OMP_NUM_THREADS=1 lane2 perf.num_threads=1 "$@" || status=$?
   wait "$first" || status=$?
-  OMP_NUM_THREADS=1 sweep "$scratch10" fmnist10_imagenet_scratch_all perf.num_threads=1 \
-    hydra/launcher=joblib hydra.launcher.n_jobs=2 "$@" || status=$?
+  pair=(perf.num_threads=1 hydra/launcher=joblib hydra.launcher.n_jobs=2)
+  OMP_NUM_THREADS=1 sweep "$scratch10" fmnist10_imagenet_scratch_all "${pair[@]}" "$@" || status=$?
+  OMP_NUM_THREADS=1 sweep "$ft10" fmnist10_imagenet_ft_all "${pair[@]}" "$@" || status=$?
 else
   lane1 "$@" || status=$?
   lane2 "$@" || status=$?
   sweep "$scratch10" fmnist10_imagenet_scratch_all "$@" || status=$?
+  sweep "$ft10" fmnist10_imagenet_ft_all "$@" || status=$?
 fi
 # row names as the combined report writes them ("+" for a space)
 probe="finetune/linear_probe+max_epochs=1+source=imagenet+seed=0"
@@ -62,8 +67,15 @@ done
 python "$repo/scripts/report.py" "$out/full_lp_ft" "$out/partial" "$out/scratch" "$out/probes" \
   --out "$out/report" "${compare[@]}" || status=$?
 bash "$repo/scripts/publish_report.sh" "$out/report" fmnist_imagenet_ft_all/report || status=$?
-python "$repo/scripts/report.py" "$out10" "$scratch10" --out "$out10/combined" \
-  --compare finetune/linear_probe:scratch || status=$?
+compare10=()
+for spec in finetune/full:scratch finetune/lp_ft:scratch finetune/partial:scratch \
+  finetune/linear_probe:scratch finetune/full:finetune/linear_probe \
+  finetune/lp_ft:finetune/linear_probe finetune/partial:finetune/linear_probe \
+  finetune/lp_ft:finetune/full finetune/full:finetune/partial; do
+  compare10+=(--compare "$spec")
+done
+python "$repo/scripts/report.py" "$out10" "$scratch10" "$ft10" --out "$out10/combined" \
+  "${compare10[@]}" || status=$?
 bash "$repo/scripts/publish_report.sh" "$out10/combined" fmnist10_imagenet_all/report || status=$?
 echo "reproduce fmnist_imagenet_ft_all: $(($(date +%s) - start)) s wall time; reports in $out/report, $out10/combined"
 exit "$status"
