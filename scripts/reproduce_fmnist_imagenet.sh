@@ -12,6 +12,8 @@
 # LANES=2 runs the sweeps as two parallel one-thread chains (faster on 2 cores).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/imagenet_mode_comparisons.sh
+source "$repo/scripts/imagenet_mode_comparisons.sh"
 root="${TRANSFERLAB_ROOT:-$PWD}"
 export HF_HUB_OFFLINE=1
 status=0
@@ -46,13 +48,7 @@ python "$repo/scripts/report.py" "${sweeps[@]}" --out "$out" "${compare[@]}"
 bash "$repo/scripts/publish_report.sh" "$out" fmnist_imagenet/combined
 # all ten classes as the target (fmnist10_imagenet, fmnist10_imagenet_scratch): its own report
 out10="$root/logs/reproduce/fmnist10_imagenet/combined"
-compare10=()
-for spec in finetune/full:scratch finetune/lp_ft:scratch finetune/partial:scratch \
-  finetune/linear_probe:scratch finetune/full:finetune/linear_probe \
-  finetune/lp_ft:finetune/linear_probe finetune/partial:finetune/linear_probe \
-  finetune/lp_ft:finetune/full finetune/full:finetune/partial; do
-  compare10+=(--compare "$spec")
-done
+mapfile -t compare10 < <(mode_comparisons finetune/linear_probe scratch)
 python "$repo/scripts/report.py" "$root/logs/reproduce/fmnist10_imagenet" \
   "$root/logs/reproduce/fmnist10_imagenet_scratch" --out "$out10" "${compare10[@]}"
 bash "$repo/scripts/publish_report.sh" "$out10" fmnist10_imagenet/combined

@@ -16,6 +16,8 @@
 # fmnist10_imagenet_ft_all/.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/imagenet_mode_comparisons.sh
+source "$repo/scripts/imagenet_mode_comparisons.sh"
 root="${TRANSFERLAB_ROOT:-$PWD}"
 export TRANSFERLAB_ROOT="$root" HF_HUB_OFFLINE=1
 out="$root/logs/reproduce/fmnist_imagenet_ft_all"
@@ -58,22 +60,12 @@ fi
 # row names as the combined report writes them ("+" for a space)
 probe="finetune/linear_probe+max_epochs=1+source=imagenet+seed=0"
 pretrain="finetune/linear_probe+max_epochs=1+source=pretrain+seed=0"
-compare=()
-for spec in finetune/full:scratch finetune/lp_ft:scratch finetune/partial:scratch \
-  "$probe:scratch" "finetune/full:$probe" "finetune/lp_ft:$probe" "finetune/partial:$probe" \
-  finetune/lp_ft:finetune/full finetune/full:finetune/partial "$probe:$pretrain"; do
-  compare+=(--compare "$spec")
-done
+mapfile -t compare < <(mode_comparisons "$probe" scratch)
+compare+=(--compare "$probe:$pretrain")
 python "$repo/scripts/report.py" "$out/full_lp_ft" "$out/partial" "$out/scratch" "$out/probes" \
   --out "$out/report" "${compare[@]}" || status=$?
 bash "$repo/scripts/publish_report.sh" "$out/report" fmnist_imagenet_ft_all/report || status=$?
-compare10=()
-for spec in finetune/full:scratch finetune/lp_ft:scratch finetune/partial:scratch \
-  finetune/linear_probe:scratch finetune/full:finetune/linear_probe \
-  finetune/lp_ft:finetune/linear_probe finetune/partial:finetune/linear_probe \
-  finetune/lp_ft:finetune/full finetune/full:finetune/partial; do
-  compare10+=(--compare "$spec")
-done
+mapfile -t compare10 < <(mode_comparisons finetune/linear_probe scratch)
 python "$repo/scripts/report.py" "$out10" "$scratch10" "$ft10" --out "$out10/combined" \
   "${compare10[@]}" || status=$?
 bash "$repo/scripts/publish_report.sh" "$out10/combined" fmnist10_imagenet_all/report || status=$?
