@@ -8,7 +8,8 @@
 # rotation by 20 degrees), reported the same way (docs/results/fmnist_toolbox/shift_*/).
 #   bash scripts/reproduce_fmnist_toolbox.sh
 # TOOLBOX names the three sweeps' experiment prefix and the docs/results/ folder (default
-# fmnist_toolbox; scripts/reproduce_fmnist_imagenet_toolbox.sh sets fmnist_imagenet_toolbox).
+# fmnist_toolbox; fmnist_toolbox_all: every label instead of 5 and 20;
+# scripts/reproduce_fmnist_imagenet_toolbox.sh sets fmnist_imagenet_toolbox).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 root="${TRANSFERLAB_ROOT:-$PWD}"
