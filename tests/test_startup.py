@@ -33,9 +33,9 @@ def test_trainer_arguments_read_without_import_match_the_class() -> None:
     assert trainer_arguments() == frozenset(p for p in params if p != "self")
 
 
-def _loaded_after_lightning(opt_out: str) -> list[str]:
+def _loaded_after_lightning(opt_out: str, entry: str = "transferlab.cli") -> list[str]:
     code = (
-        "import sys, transferlab, lightning, torchmetrics\n"
+        f"import sys, {entry}, lightning, torchmetrics\n"
         "from torchmetrics.utilities.imports import _TRANSFORMERS_GREATER_EQUAL_4_4 as flag\n"
         "print('transformers' in sys.modules, bool(flag))"
     )
@@ -47,8 +47,14 @@ def _loaded_after_lightning(opt_out: str) -> list[str]:
 
 
 @needs_transformers
-def test_training_imports_do_not_load_transformers_through_torchmetrics() -> None:
-    assert _loaded_after_lightning("0") == ["False", "False"]
+@pytest.mark.parametrize("entry", ["transferlab.cli", "transferlab.commands"])
+def test_entry_points_keep_torchmetrics_from_loading_transformers(entry: str) -> None:
+    assert _loaded_after_lightning("0", entry) == ["False", "False"]
+
+
+@needs_transformers
+def test_importing_the_library_leaves_torchmetrics_alone() -> None:
+    assert _loaded_after_lightning("0", "transferlab.tasks") == ["True", "True"]
 
 
 @needs_transformers

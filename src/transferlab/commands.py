@@ -14,8 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from transferlab.core.errors import ConfigError, TransferlabError, storage_error, storage_line
+from transferlab.core.startup import skip_torchmetrics_transformers
 
 EXIT_USER_ERROR = 2
+
+skip_torchmetrics_transformers()  # the commands' processes import Lightning later: core/startup.py
 
 
 def _split_keys(text: str) -> list[str]:

@@ -415,10 +415,11 @@ def startup(repeats: int) -> dict[str, Any]:
 
 
 def training_imports(repeats: int) -> dict[str, Any]:
-    """Seconds a fresh interpreter takes for a training process's imports (``import transferlab,
-    lightning``), as transferlab runs them (torchmetrics without ``transformers``) and with
-    torchmetrics' default (``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1``), alternating."""
-    code = "import transferlab, lightning"
+    """Seconds a fresh interpreter takes for a training process's imports (``import
+    transferlab.cli, lightning``), as transferlab runs them (torchmetrics without
+    ``transformers``) and with torchmetrics' default (``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1``),
+    alternating."""
+    code = "import transferlab.cli, lightning"
     default = {**os.environ, OPT_OUT_VARIABLE: "1"}
     hidden, loaded = [], []
     for _ in range(repeats):

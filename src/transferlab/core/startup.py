@@ -6,7 +6,10 @@ it in through sentence-transformers): about a second of every training process's
 2 cores, for metrics transferlab never uses. :func:`skip_torchmetrics_transformers` marks
 ``transformers`` as unavailable *to torchmetrics only*, right after torchmetrics computes its
 availability flags: sentence-transformers and a user's own ``import transformers`` are
-unaffected. ``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1`` keeps torchmetrics' own behaviour.
+unaffected. Installed by the entry points (``transferlab.cli``: train.py, eval.py and their sweep
+workers; ``transferlab.commands``), not by ``import transferlab``, so a notebook that imports
+transferlab's modules keeps torchmetrics as it is. ``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1``
+keeps torchmetrics' own behaviour everywhere.
 """
 
 from __future__ import annotations
