@@ -87,10 +87,14 @@ def test_tiny_benchmark_writes_every_field(tmp_path: Path, capsys, monkeypatch) 
     assert [_finite(v) and v > 0 for v in result["startup_s"]["values"]] == [True]
     for imports in result["training_imports_s"].values():
         assert [_finite(v) and v > 0 for v in imports["values"]] == [True]
+    [lite] = result["backbones"]
+    assert (lite["model"], lite["size"], lite["precision"]) == ("efficientnet_lite0", 32, "fp32")
+    assert lite["features_images_per_s"] > 0 and lite["train_images_per_s"] > 0
     assert _finite(result["peak_rss_mb"]) and result["peak_rss_mb"] > 0
     markdown = (out / "benchmark.md").read_text()
     assert "## Speed run" in markdown and "## Start-up" in markdown
     assert "A training process's imports" in markdown
+    assert "## Backbones" in markdown and "| efficientnet_lite0 | 32 | fp32 | on |" in markdown
     assert "| small_cnn | 32-true |" in markdown and "| small_cnn | bf16-mixed |" in markdown
     assert "| small_cnn + channels_last | 32-true |" in markdown
     assert "Time to accuracy" in markdown and "nan" not in markdown.lower()
@@ -124,6 +128,23 @@ def test_bench_override_adds_to_the_presets_recipe_overrides() -> None:
     settings = settings_from_args(args)
     assert settings.recipe_overrides == (*PRESETS["tiny"].recipe_overrides, "trainer=cpu")
     assert settings.speedrun_eval_every == 5
+
+
+def test_bench_backbones_option_names_or_drops_the_backbone_rows() -> None:
+    import argparse
+
+    from transferlab.bench.cli import add_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    full = settings_from_args(parser.parse_args(["--preset", "full"]))
+    assert full.backbones == ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+    assert (
+        settings_from_args(parser.parse_args(["--preset", "full", "--backbones", ""])).backbones
+        == ()
+    )
+    chosen = settings_from_args(parser.parse_args(["--backbones", "efficientnet_lite1"]))
+    assert chosen.backbones == ("efficientnet_lite1",) and chosen.backbone_sizes == (64,)
 
 
 def test_bf16_on_a_cpu_without_bf16_instructions_warns(monkeypatch) -> None:

@@ -39,6 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the memory-format variants (only the default stack and the plain loop)",
     )
+    parser.add_argument(
+        "--backbones",
+        type=_models,
+        default=None,
+        help="comma-separated pretrained backbones timed in a plain loop at 64 px, float32 and "
+        "bf16 ('' for none; full: efficientnet_lite0,efficientnet_lite1,efficientnet_lite2)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="alternating repeats")
     parser.add_argument("--batch-size", type=int, default=None, help="training batch size")
     parser.add_argument(
@@ -78,6 +85,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         args.preset,
         models=args.models,
         bf16_models=args.bf16_models,
+        backbones=args.backbones,
         perf_variants={} if args.no_perf_variants else None,
         repeats=args.repeats,
         batch_size=args.batch_size,

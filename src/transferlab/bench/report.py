@@ -137,6 +137,15 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"({_num(bf16['acc_difference_points'], 2)} points); training time "
             f"{_num(bf16['fp32_train_s'], 1)} s against {_num(bf16['bf16_train_s'], 1)} s.",
         ]
+    if result.get("backbones"):
+        from transferlab.bench.backbone_throughput import to_markdown as backbones_markdown
+
+        parts += [
+            "",
+            "## Backbones (plain loop, random inputs: speed only)",
+            "",
+            backbones_markdown(result["backbones"]),
+        ]
     if result.get("speedrun"):
         parts += ["", "## Speed run", "", *speedrun_markdown(result["speedrun"])]
     if result.get("startup_s"):

@@ -428,6 +428,22 @@ def training_imports(repeats: int) -> dict[str, Any]:
     return {"transformers_hidden": _spread(hidden), "torchmetrics_default": _spread(loaded)}
 
 
+def backbones(settings: BenchSettings, progress: Progress = _stderr) -> list[dict[str, Any]]:
+    """Feature-extraction and training images/s of each of ``settings.backbones`` at each size
+    and precision, channels_last, in a plain loop (``transferlab.bench.backbone_throughput``)."""
+    from transferlab.bench.backbone_throughput import measure  # it imports this module
+
+    rows = []
+    for model in settings.backbones:
+        for size in settings.backbone_sizes:
+            for precision in settings.backbone_precisions:
+                progress(f"  {model} {size} px {precision}")
+                rows.append(
+                    measure(model, size, precision, True, seconds=settings.backbone_seconds)
+                )
+    return rows
+
+
 def run_benchmark(
     settings: BenchSettings, work_dir: str | Path, progress: Progress = _stderr
 ) -> dict[str, Any]:
@@ -455,6 +471,9 @@ def run_benchmark(
     if settings.speedrun_recipe:
         progress(f"speed run: {settings.speedrun_recipe}, seeds {settings.speedrun_seeds}")
         result["speedrun"] = speedrun(settings, work, progress)
+    if settings.backbones:
+        progress(f"backbones: {', '.join(settings.backbones)} (plain loop)")
+        result["backbones"] = backbones(settings, progress)
     if settings.startup_repeats > 0:
         progress(f"start-up: import transferlab.cli, {settings.startup_repeats} processes")
         result["startup_s"] = startup(settings.startup_repeats)

@@ -54,6 +54,12 @@ class BenchSettings:
     speedrun_eval_every: int = 25
     # fresh processes timed importing the CLI (0: not measured)
     startup_repeats: int = 0
+    # pretrained backbones timed in a plain loop (transferlab.bench.backbone_throughput):
+    # feature extraction and training images/s per size and precision, channels_last
+    backbones: tuple[str, ...] = ()
+    backbone_sizes: tuple[int, ...] = (64,)
+    backbone_precisions: tuple[str, ...] = ("fp32", "bf16")
+    backbone_seconds: float = 3.0
 
     def steps_for(self, model: str) -> int:
         """Timed training steps for ``model``."""
@@ -94,6 +100,10 @@ PRESETS: dict[str, BenchSettings] = {
         accuracy_eval_every=2,
         bf16_accuracy_model="small_cnn",
         bf16_accuracy_epochs=1,
+        backbones=("efficientnet_lite0",),
+        backbone_sizes=(32,),
+        backbone_precisions=("fp32",),
+        backbone_seconds=0.05,
     ),
     # a few minutes: ratios and bf16, no accuracy runs
     "quick": BenchSettings(
@@ -114,6 +124,7 @@ PRESETS: dict[str, BenchSettings] = {
         accuracy_epochs=3,  # the recipes as shipped
         accuracy_eval_every=50,
         bf16_accuracy_epochs=1,
+        backbones=("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"),
     ),
 }
 
