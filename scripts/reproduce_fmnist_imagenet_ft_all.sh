@@ -58,8 +58,8 @@ else
   sweep "$ft10" fmnist10_imagenet_ft_all "$@" || status=$?
 fi
 # row names as the combined report writes them ("+" for a space)
-probe="finetune/linear_probe+max_epochs=1+source=imagenet+seed=0"
-pretrain="finetune/linear_probe+max_epochs=1+source=pretrain+seed=0"
+probe="finetune/linear_probe+source=imagenet"
+pretrain="finetune/linear_probe+source=pretrain"
 mapfile -t compare < <(mode_comparisons "$probe" scratch)
 compare+=(--compare "$probe:$pretrain")
 python "$repo/scripts/report.py" "$out/full_lp_ft" "$out/partial" "$out/scratch" "$out/probes" \
