@@ -61,7 +61,7 @@ fi
 probe="finetune/linear_probe+source=imagenet"
 pretrain="finetune/linear_probe+source=pretrain"
 mapfile -t compare < <(mode_comparisons "$probe" scratch)
-compare+=(--compare "$probe:$pretrain")
+compare+=(--compare "$probe:$pretrain" --compare finetune/lp_ft:finetune/partial)
 python "$repo/scripts/report.py" "$out/full_lp_ft" "$out/partial" "$out/scratch" "$out/probes" \
   --out "$out/report" "${compare[@]}" || status=$?
 bash "$repo/scripts/publish_report.sh" "$out/report" fmnist_imagenet_ft_all/report || status=$?
