@@ -420,11 +420,12 @@ def training_imports(repeats: int) -> dict[str, Any]:
     ``transformers``) and with torchmetrics' default (``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1``),
     alternating."""
     code = "import transferlab.cli, lightning"
-    default = {**os.environ, OPT_OUT_VARIABLE: "1"}
+    hidden_env = {**os.environ, OPT_OUT_VARIABLE: "0"}
+    default_env = {**os.environ, OPT_OUT_VARIABLE: "1"}
     hidden, loaded = [], []
     for _ in range(repeats):
-        hidden.append(_import_seconds(code, {**os.environ, OPT_OUT_VARIABLE: "0"}))
-        loaded.append(_import_seconds(code, default))
+        hidden.append(_import_seconds(code, hidden_env))
+        loaded.append(_import_seconds(code, default_env))
     return {"transformers_hidden": _spread(hidden), "torchmetrics_default": _spread(loaded)}
 
 
