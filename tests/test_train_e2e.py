@@ -140,3 +140,29 @@ def test_export_writes_safetensors_usable_as_a_source(
     )
     assert again["source_info"] == {"source": "checkpoint", "source_path": str(out)}
     assert main(["export", str(tmp_path / "missing.ckpt")]) == 2
+
+
+def test_a_fit_that_max_steps_ends_inside_an_epoch_is_validated_at_its_last_step(
+    make_cfg, tmp_path: Path
+) -> None:
+    import pandas as pd
+
+    def validated_steps(run: str) -> list[int]:
+        """The global steps at which the run logged val/acc (the CSV's step is 0-based)."""
+        log = pd.read_csv(tmp_path / run / "csv" / "metrics.csv")
+        return sorted(int(step) + 1 for step in log.dropna(subset=["val/acc"])["step"])
+
+    small = ("strategy=scratch", "data.batch_size=4")
+    run_training(make_cfg(*small, "trainer.max_epochs=1", out=tmp_path / "one"), tmp_path / "one")
+    (per_epoch,) = validated_steps("one")
+    assert per_epoch >= 4
+    stop = per_epoch + per_epoch // 2  # half-way through the second epoch
+    cut = run_training(
+        make_cfg(
+            *small, "trainer.max_epochs=3", f"+trainer.max_steps={stop}", out=tmp_path / "cut"
+        ),
+        tmp_path / "cut",
+    )
+    # validated at the epoch end and at the last step, so the last steps can be chosen
+    assert validated_steps("cut") == [per_epoch, stop]
+    assert cut["epochs_trained"] == 2

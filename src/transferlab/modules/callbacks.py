@@ -1,5 +1,5 @@
 """Callbacks every training run gets, whatever the ``callbacks`` config group holds: the
-divergence guard and the random-state checkpoint."""
+divergence guard, the random-state checkpoint and the validation at ``max_steps``."""
 
 from __future__ import annotations
 
@@ -83,3 +83,20 @@ class RNGStateCheckpoint(Callback):
         if "python" in state_dict:
             version, internal, gauss = state_dict["python"]
             random.setstate((version, tuple(internal), gauss))
+
+
+class ValidateAtMaxSteps(Callback):
+    """Validates once more when ``trainer.max_steps`` ends the fit inside an epoch.
+
+    Lightning validates at epoch ends (or every ``val_check_interval``), so a run that stops
+    on ``max_steps`` part-way through an epoch would drop the steps since its last validation:
+    its best checkpoint, and so its test, could never come from them. Asking the trainer to
+    stop at that step makes Lightning validate there (as it does for early stopping), so the
+    last steps are validated and checkpointed like an epoch end."""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        max_steps = trainer.max_steps
+        if max_steps is not None and max_steps > 0 and trainer.global_step >= max_steps:
+            trainer.should_stop = True

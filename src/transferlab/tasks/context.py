@@ -31,7 +31,11 @@ from transferlab.core.results import (
     write_results,
 )
 from transferlab.core.schema import ModelOptions, PerfOptions, TrainerOptions, check_model
-from transferlab.modules.callbacks import DivergenceGuard, RNGStateCheckpoint
+from transferlab.modules.callbacks import (
+    DivergenceGuard,
+    RNGStateCheckpoint,
+    ValidateAtMaxSteps,
+)
 from transferlab.modules.perf import emulated_bf16_warning
 from transferlab.tasks.checkpoints import (
     AtomicCheckpointIO,
@@ -75,9 +79,10 @@ def build_trainer(
     **overrides: Any,
 ) -> L.Trainer:
     """The Lightning Trainer from ``cfg.trainer`` with the configured callbacks (or
-    ``callbacks``), loggers, the divergence guard and the random-state checkpoint
-    (``overrides`` replace trainer arguments). ``with_callbacks=False``: a bare trainer for
-    testing. Every trainer writes its checkpoints atomically (:class:`AtomicCheckpointIO`)."""
+    ``callbacks``), loggers, the divergence guard, the random-state checkpoint and the
+    validation at ``max_steps`` (``overrides`` replace trainer arguments).
+    ``with_callbacks=False``: a bare trainer for testing. Every trainer writes its checkpoints
+    atomically (:class:`AtomicCheckpointIO`)."""
     if "strategy" not in overrides:  # multirun: a DDP launch that does not re-run the sweep
         overrides = {**launch_overrides(cfg.trainer), **overrides}
     overrides = {**overrides, "plugins": _with_atomic_io(cfg, overrides.get("plugins"))}
@@ -86,8 +91,9 @@ def build_trainer(
     if with_callbacks:
         configured = _instantiate_list(cfg.get("callbacks"))
         chosen = list(callbacks) if callbacks is not None else configured
-        # resumed runs continue the same random streams; a NaN loss stops the run
-        chosen += [RNGStateCheckpoint(), DivergenceGuard()]
+        # resumed runs continue the same random streams; a NaN loss stops the run; a fit that
+        # max_steps ends inside an epoch is validated at its last step
+        chosen += [RNGStateCheckpoint(), DivergenceGuard(), ValidateAtMaxSteps()]
         loggers = build_loggers(cfg.get("logger"))
     if is_quiet():  # a multirun job: no progress bar or model summary on the console
         overrides = {"enable_progress_bar": False, **overrides}
