@@ -29,9 +29,12 @@ else
   sweep "$out/imagenet" fmnist_zeroshot_imagenet "$@" || status=$?
   sweep "$out/small_cnn" fmnist_zeroshot seed=0,1,2 "$@" || status=$?
 fi
+# row names as the combined report writes them (the keys that differ; "+" for a space)
+imagenet="zeroshot+image_size=64+model=efficientnet_lite0+source=imagenet+allow_unverified_source=True"
+small="zeroshot+image_size=null+model=small_cnn+source=pretrain+allow_unverified_source=False"
 compare=()
 for method in eszsl sae bilinear fclswgan class_mean; do
-  compare+=(--compare "zeroshot+method=$method+source=imagenet:zeroshot+method=$method+source=pretrain")
+  compare+=(--compare "$imagenet+method=$method:$small+method=$method")
 done
 first=1
 for metric in test/zsl_acc test/gzsl_h test/gzsl_seen test/gzsl_unseen; do
