@@ -12,31 +12,23 @@ the last epoch end (docs/results.md, "Step budgets").
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from transferlab.core.config import config_dir, register_resolvers
 from transferlab.data.target import target_datamodule
+from transferlab.tasks.data_summary import compose_run_config
 
 
-def _compose(overrides: list[str], scratch: Path, with_hydra: bool = False) -> DictConfig:
+def swept_budgets(experiment: str) -> list[str]:
+    """The label budgets an experiment's sweeper sweeps (its own one when it sweeps none)."""
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[f"paths.output_dir={scratch}", f"paths.log_dir={scratch}", *overrides],
-            return_hydra_config=with_hydra,
-        )
-
-
-def swept_budgets(cfg: DictConfig) -> list[str]:
-    """The label budgets an experiment sweeps (its own one when it sweeps none)."""
-    params = cfg.hydra.sweeper.get("params") or {}
+        cfg = compose("train", [f"experiment={experiment}"], return_hydra_config=True)
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
     value = params.get("data.labels_per_class", cfg.data.labels_per_class)
     return [str(item).strip() for item in str(value).split(",")]
 
@@ -46,24 +38,23 @@ def main() -> None:
     parser.add_argument("experiments", nargs="+", help="experiment names (conf/experiment)")
     args = parser.parse_args()
     print("experiment\tlabels_per_class\tmax_steps\tbatches_per_epoch\tlast_epoch_end\tafter_it")
-    with tempfile.TemporaryDirectory() as scratch:
-        for name in args.experiments:
-            base = _compose([f"experiment={name}"], Path(scratch), with_hydra=True)
-            max_steps = int(base.trainer.get("max_steps", -1) or -1)
+    for name in args.experiments:
+        for budget in swept_budgets(name):
+            plain = compose_run_config(
+                [f"experiment={name}", f"data.labels_per_class={budget}"],
+                extra=("trainer.max_steps",),
+            )
+            max_steps = int(plain["trainer"]["max_steps"] or -1)
             if max_steps <= 0:
-                print(f"{name}\t-\tno max_steps\t-\t-\t-")
+                print(f"{name}\t{budget}\tno max_steps\t-\t-\t-")
                 continue
-            for budget in swept_budgets(base):
-                cfg = _compose(
-                    [f"experiment={name}", f"data.labels_per_class={budget}"], Path(scratch)
-                )
-                data, _ = target_datamodule(OmegaConf.to_container(cfg.data, resolve=True), 0)
-                per_epoch = len(data.train_dataloader())
-                after = max_steps % per_epoch
-                print(
-                    f"{name}\t{budget}\t{max_steps}\t{per_epoch}\t{max_steps - after}\t{after}",
-                    flush=True,
-                )
+            data, _ = target_datamodule(plain["data"], 0)
+            per_epoch = len(data.train_dataloader())
+            after = max_steps % per_epoch
+            print(
+                f"{name}\t{budget}\t{max_steps}\t{per_epoch}\t{max_steps - after}\t{after}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
