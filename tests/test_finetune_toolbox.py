@@ -4,6 +4,8 @@ efficient tuning (bitfit, norm, lora) and a moving average of the weights (ema).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -253,6 +255,19 @@ def test_lora_state_dict_is_the_merged_plain_one() -> None:
     fresh.load_state_dict(plain.state_dict())  # a plain state: base weights, zero update
     fresh.eval()
     torch.testing.assert_close(fresh(images), plain(images))
+
+
+def test_saving_a_plain_finetune_module_does_not_import_peft() -> None:
+    """Every checkpoint save looks for LoRA layers; without LoRA that must not cost peft's
+    import (about 1.5 s, transformers among it)."""
+    code = (
+        "import sys, torch\n"
+        "from transferlab.modules.peft import lora_layers\n"
+        "net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Linear(2, 2))\n"
+        "print(lora_layers(net), 'peft' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["{}", "False"]
 
 
 # ----------------------------------------------------------------------------- ema

@@ -15,7 +15,7 @@ import pytest
 from lightning_utilities.core.imports import RequirementCache
 
 from transferlab.core.overrides import trainer_arguments
-from transferlab.core.startup import OPT_OUT_VARIABLE, mark_transformers_unavailable
+from transferlab.core.startup import HIDDEN_FROM_TORCHMETRICS, OPT_OUT_VARIABLE, mark_unavailable
 
 needs_transformers = pytest.mark.skipif(
     importlib.util.find_spec("transformers") is None, reason="transformers is not installed"
@@ -62,11 +62,44 @@ def test_opt_out_keeps_torchmetrics_transformers_metrics() -> None:
     assert _loaded_after_lightning("1") == ["True", "True"]
 
 
-def test_mark_transformers_unavailable_turns_the_flags_false() -> None:
+def test_mark_unavailable_turns_the_flags_false() -> None:
     module = types.ModuleType("flags")
     module._TRANSFORMERS_AVAILABLE = RequirementCache("torch")  # met, like an installed package
     module._TRANSFORMERS_GREATER_EQUAL_4_4 = RequirementCache("torch>=0.1")
+    module._TORCHVISION_AVAILABLE = RequirementCache("torch")
+    module._SCIPY_AVAILABLE = RequirementCache("torch")  # not hidden: left as it is
     assert bool(module._TRANSFORMERS_AVAILABLE)
-    changed = mark_transformers_unavailable(module)
-    assert changed == ["_TRANSFORMERS_AVAILABLE", "_TRANSFORMERS_GREATER_EQUAL_4_4"]
+    changed = mark_unavailable(module)
+    assert changed == [
+        "_TRANSFORMERS_AVAILABLE",
+        "_TRANSFORMERS_GREATER_EQUAL_4_4",
+        "_TORCHVISION_AVAILABLE",
+    ]
     assert not module._TRANSFORMERS_AVAILABLE and not module._TRANSFORMERS_GREATER_EQUAL_4_4
+    assert not module._TORCHVISION_AVAILABLE and bool(module._SCIPY_AVAILABLE)
+
+
+# imported by metrics or features a plain training run does not use; each costs 0.3-1.5 s
+NOT_FOR_A_TRAINING_RUN = ("transformers", "torchvision", "matplotlib", "peft", "sklearn")
+
+
+def test_the_training_path_imports_none_of_the_heavy_optional_packages() -> None:
+    """What train.py's job imports (the tasks, the strategies, Lightning, torchmetrics) leaves
+    out the packages only some runs need; each is imported where it is used."""
+    code = (
+        "import sys, transferlab.cli, transferlab.cli.job, lightning, torchmetrics\n"
+        f"print(sorted(set({NOT_FOR_A_TRAINING_RUN!r}) & set(sys.modules)))"
+    )
+    env = {**os.environ, OPT_OUT_VARIABLE: "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_hidden_packages_are_torchmetrics_optional_ones() -> None:
+    import torchmetrics.utilities.imports as flags
+
+    for names in HIDDEN_FROM_TORCHMETRICS.values():
+        for name in names:
+            assert hasattr(flags, name), f"torchmetrics has no flag {name} any more"

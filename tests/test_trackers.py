@@ -106,6 +106,18 @@ def test_tensorboard_gets_reconstruction_and_gan_sample_grids(tmp_path: Path) ->
     assert "hp/test/fid" in tags["scalars"]
 
 
+def test_a_csv_logger_alone_gets_no_images_drawn(tmp_path: Path) -> None:
+    """The default logger takes no finished run, so nothing is drawn for it (matplotlib's
+    import and the drawing are about a second of every run)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    results = tmp_path / "results.json"
+    results.write_text("{}")
+    record = {"test_details": {"confusion_matrix": [[3, 1], [0, 4]]}, "config": {"seed": 0}}
+    trackers.publish_run([CSVLogger(str(tmp_path), name="csv")], record, results)
+    assert not (tmp_path / CONFUSION_FILE).exists()
+
+
 def test_missing_tracker_package_is_one_line_naming_the_extra(monkeypatch, make_cfg) -> None:
     monkeypatch.setattr(trackers, "_installed", lambda modules: False)
     for name in ("tensorboard", "mlflow"):

@@ -22,28 +22,38 @@ from collections.abc import Sequence
 from types import ModuleType
 
 TORCHMETRICS_IMPORTS = "torchmetrics.utilities.imports"
-TRANSFORMERS_FLAGS = (
-    "_TRANSFORMERS_AVAILABLE",
-    "_TRANSFORMERS_GREATER_EQUAL_4_4",
-    "_TRANSFORMERS_GREATER_EQUAL_4_10",
-)
+# the optional packages torchmetrics imports at import time for metrics transferlab never uses,
+# and the requirement flags (in torchmetrics.utilities.imports) that make it import them:
+# transformers (text and multimodal metrics), torchvision (ARNIQA, LPIPS, DISTS, detection;
+# it brings torchvision.models and torch._dynamo), matplotlib (the metrics' plot methods)
+HIDDEN_FROM_TORCHMETRICS = {
+    "transformers": (
+        "_TRANSFORMERS_AVAILABLE",
+        "_TRANSFORMERS_GREATER_EQUAL_4_4",
+        "_TRANSFORMERS_GREATER_EQUAL_4_10",
+    ),
+    "torchvision": ("_TORCHVISION_AVAILABLE",),
+    "matplotlib": ("_MATPLOTLIB_AVAILABLE",),
+}
 OPT_OUT_VARIABLE = "TRANSFERLAB_TORCHMETRICS_TRANSFORMERS"
 
 
-def mark_transformers_unavailable(module: ModuleType) -> list[str]:
-    """Set torchmetrics' ``transformers`` requirement flags in ``module`` to unavailable.
+def mark_unavailable(module: ModuleType) -> list[str]:
+    """Set the requirement flags of :data:`HIDDEN_FROM_TORCHMETRICS` in ``module`` (torchmetrics'
+    ``utilities.imports``) to unavailable.
 
     The flags are lightning-utilities ``RequirementCache`` objects, whose truth value is their
     ``available`` attribute once set. Returns the names of the flags it changed.
     """
     changed = []
-    for name in TRANSFORMERS_FLAGS:
-        flag = getattr(module, name, None)
-        if flag is None or not hasattr(flag, "_check_available"):
-            continue
-        flag.available = False
-        flag.message = f"transformers hidden from torchmetrics ({OPT_OUT_VARIABLE}=1 keeps it)"
-        changed.append(name)
+    for package, names in HIDDEN_FROM_TORCHMETRICS.items():
+        for name in names:
+            flag = getattr(module, name, None)
+            if flag is None or not hasattr(flag, "_check_available"):
+                continue
+            flag.available = False
+            flag.message = f"{package} hidden from torchmetrics ({OPT_OUT_VARIABLE}=1 keeps it)"
+            changed.append(name)
     return changed
 
 
@@ -58,7 +68,7 @@ class _FlagsLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
-        mark_transformers_unavailable(module)
+        mark_unavailable(module)
 
     def get_source(self, fullname: str) -> str | None:  # for inspect and tracebacks
         return self.loader.get_source(fullname)  # type: ignore[attr-defined]

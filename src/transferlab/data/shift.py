@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from transferlab.core.errors import ConfigError
 
@@ -57,6 +55,10 @@ class DomainShift:
     def apply(self, images: torch.Tensor, stream: int = 0) -> torch.Tensor:
         """The shifted copy of float ``images`` (N, C, H, W) in [0, 1]; ``stream`` names the
         split (train/val/test) so that each split gets its own, reproducible noise."""
+        # torchvision here, not at import: the data path of a run without a shift never needs it
+        from torchvision.transforms.v2 import InterpolationMode
+        from torchvision.transforms.v2 import functional as TF
+
         x = images.to(torch.float32)
         if self.rotate:
             x = TF.rotate(x, self.rotate, interpolation=InterpolationMode.BILINEAR, fill=0.0)

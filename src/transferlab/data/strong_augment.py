@@ -14,7 +14,6 @@ from typing import Annotated
 import torch
 from pydantic import Field, NonNegativeInt
 from torch import nn
-from torchvision.transforms import v2
 
 from transferlab.core.schema import typed
 
@@ -38,6 +37,8 @@ class StrongAugment(nn.Module):
         mean: Sequence[float] = (0.0,),
         std: Sequence[float] = (1.0,),
     ) -> None:
+        from torchvision.transforms import v2  # here: only FixMatch runs build it
+
         super().__init__()
         self.randaugment = v2.RandAugment(num_ops, magnitude, MAGNITUDE_BINS)
         self.cutout = float(cutout)

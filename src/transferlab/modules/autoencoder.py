@@ -23,7 +23,6 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torchvision.utils import make_grid, save_image
 
 from transferlab.core.errors import ConfigError
 from transferlab.models.decoders import Autoencoder, build_autoencoder
@@ -212,6 +211,8 @@ def save_reconstruction_grid(
     scale = -(-MIN_GRID_PIXELS // grid.shape[-1])
     if scale > 1:  # tiny images (8x8 digits) are enlarged to stay visible
         grid = F.interpolate(grid, scale_factor=scale, mode="nearest")
+    from torchvision.utils import make_grid, save_image  # here: only grid-writing runs need it
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(grid, nrow=len(images), normalize=True, pad_value=1.0), str(path))

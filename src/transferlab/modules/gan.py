@@ -11,7 +11,6 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torchvision.utils import save_image
 
 from transferlab.core.errors import ConfigError
 from transferlab.models import backbone_kwargs
@@ -174,6 +173,8 @@ class GANModule(L.LightningModule):
     @torch.no_grad()
     def save_samples(self, path: str | Path) -> Path:
         """A PNG grid of the generator's images from the fixed noise."""
+        from torchvision.utils import save_image  # here: only grid-writing runs need it
+
         was_training = self.generator.training
         self.generator.eval()
         images = self.generator.pixels(self.fixed_noise).cpu()

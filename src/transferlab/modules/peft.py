@@ -19,6 +19,7 @@ resumed run continues exactly.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -174,12 +175,15 @@ def restrict_trainable(backbone: nn.Module, trainable: set[str] | None) -> None:
 
 
 def lora_layers(module: nn.Module) -> dict[str, nn.Module]:
-    """The LoRA-adapted layers under ``module``, by name (none without the peft library)."""
-    try:
-        from peft.tuners.lora import LoraLayer
-    except ImportError:
+    """The LoRA-adapted layers under ``module``, by name (none without the peft library).
+
+    Called by every checkpoint save; a LoRA layer exists only once peft is imported, so peft
+    (about 1.5 s of imports, ``transformers`` among them) is not imported here to find none.
+    """
+    loaded = sys.modules.get("peft.tuners.lora")
+    if loaded is None:
         return {}
-    return {n: m for n, m in module.named_modules() if isinstance(m, LoraLayer)}
+    return {n: m for n, m in module.named_modules() if isinstance(m, loaded.LoraLayer)}
 
 
 def _base_keys(layer: nn.Module) -> list[str]:

@@ -12,7 +12,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,9 @@ def final_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     return metrics
 
 
-def _publish_tensorboard(logger: Any, record: Mapping[str, Any], images: dict[str, Path]) -> None:
+def _publish_tensorboard(
+    logger: Any, record: Mapping[str, Any], images: dict[str, Path], _results: Path
+) -> None:
     """Hyperparameters with the final metrics (``hp/<metric>``, TensorBoard's HParams tab) and
     the run's images."""
     metrics = {f"hp/{k}": v for k, v in final_metrics(record).items()}
@@ -180,19 +182,26 @@ def _publish_mlflow(
         client.log_artifact(run_id, str(path), "images")
 
 
+# the trackers a finished run is handed to, by their Lightning logger's class name
+PUBLISHERS: dict[str, Callable[[Any, Mapping[str, Any], dict[str, Path], Path], None]] = {
+    "TensorBoardLogger": _publish_tensorboard,
+    "MLFlowLogger": _publish_mlflow,
+}
+
+
 def publish_run(loggers: list[Any], record: Mapping[str, Any], results: Path) -> None:
     """Hand a finished run (its record and ``results.json`` at ``results``) to its trackers.
-    A tracker that fails is a warning: the run's results are written by then."""
-    if not loggers:
+    A tracker that fails is a warning: the run's results are written by then. Loggers that take
+    no finished run (the default CSV logger) are skipped, and with no other the images are not
+    drawn (matplotlib's import and the drawing are about a second of a run's time)."""
+    takers = [logger for logger in loggers if type(logger).__name__ in PUBLISHERS]
+    if not takers:
         return
     images = run_images(record, results.parent)
-    for logger in loggers:
+    for logger in takers:
         kind = type(logger).__name__
         try:
-            if kind == "TensorBoardLogger":
-                _publish_tensorboard(logger, record, images)
-            elif kind == "MLFlowLogger":
-                _publish_mlflow(logger, record, images, results)
+            PUBLISHERS[kind](logger, record, images, results)
         except Exception as err:  # noqa: BLE001 - a tracker must not fail a finished run
             line = (str(err).strip().splitlines() or [type(err).__name__])[0]
             log.warning("could not hand the run to %s: %s", kind, line[:300])

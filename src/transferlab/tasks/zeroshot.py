@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
-from sklearn.model_selection import ParameterGrid
 
 from transferlab.core.errors import ConfigError
 from transferlab.core.specs import InputSpec
@@ -80,6 +79,8 @@ def _per_class_head(indices: torch.Tensor, labels: torch.Tensor, k: int) -> torc
 
 def method_grid(zs: Mapping[str, Any], method: str, fast: bool) -> list[dict[str, Any]]:
     """Every hyperparameter combination of ``strategy.<method>`` (list values are searched)."""
+    from sklearn.model_selection import ParameterGrid  # here: sklearn is a 1 s import
+
     params = dict(zs.get(method) or method_class(method).default_grid)
     accepted = method_options(method)
     unknown = sorted(set(params) - set(accepted))
