@@ -1,11 +1,14 @@
-"""Start-up trimming: keep torchmetrics from importing ``transformers`` (issue 21).
+"""Start-up trimming: keep torchmetrics from importing packages transferlab never uses from it
+(issue 21).
 
-``import lightning`` imports torchmetrics, whose text and multimodal metrics (BERTScore, InfoLM,
-CLIPScore) import ``transformers`` at import time whenever it is installed (the dev extras pull
-it in through sentence-transformers): about a second of every training process's start-up on
-2 cores, for metrics transferlab never uses. :func:`skip_torchmetrics_transformers` marks
-``transformers`` as unavailable *to torchmetrics only*, right after torchmetrics computes its
-availability flags: sentence-transformers and a user's own ``import transformers`` are
+``import lightning`` imports torchmetrics, which imports optional packages at import time
+whenever they are installed: ``transformers`` for its text and multimodal metrics (BERTScore,
+InfoLM, CLIPScore; the dev extras pull it in through sentence-transformers), ``torchvision``
+(with ``torchvision.models``) for ARNIQA, LPIPS, DISTS and the detection metrics, and
+``matplotlib`` for its plot methods: together over a second of every training process's
+start-up on 2 cores. :func:`skip_torchmetrics_transformers` marks them unavailable *to
+torchmetrics only*, right after torchmetrics computes its availability flags; transferlab's own
+imports of them (sentence-transformers, torchvision transforms, plots) and a user's are
 unaffected. Installed by the entry points (``transferlab.cli``: train.py, eval.py and their sweep
 workers; ``transferlab.commands``), not by ``import transferlab``, so a notebook that imports
 transferlab's modules keeps torchmetrics as it is. ``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1``
@@ -58,7 +61,7 @@ def mark_unavailable(module: ModuleType) -> list[str]:
 
 
 class _FlagsLoader(importlib.abc.Loader):
-    """Runs the real loader of torchmetrics' import flags, then hides ``transformers``."""
+    """Runs the real loader of torchmetrics' import flags, then hides the packages."""
 
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
@@ -94,7 +97,8 @@ class _FlagsFinder(importlib.abc.MetaPathFinder):
 
 
 def skip_torchmetrics_transformers() -> bool:
-    """Hide ``transformers`` from torchmetrics in this process, unless torchmetrics is loaded.
+    """Hide :data:`HIDDEN_FROM_TORCHMETRICS` from torchmetrics in this process, unless
+    torchmetrics is loaded.
 
     Returns True when the hook is in place.
     """
