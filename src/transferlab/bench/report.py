@@ -160,10 +160,11 @@ def to_markdown(result: dict[str, Any]) -> str:
         imports = result["training_imports_s"]
         parts += [
             "",
-            "A training process's imports (`import transferlab.cli, lightning`): "
-            f"{_spread_text(imports['transformers_hidden'], 2)} as transferlab runs them, "
-            f"{_spread_text(imports['torchmetrics_default'], 2)} with torchmetrics importing "
-            "`transformers` (`TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1`).",
+            "A training process's imports (`import transferlab.cli, transferlab.cli.job, "
+            f"lightning`): {_spread_text(imports['transformers_hidden'], 2)} as transferlab "
+            f"runs them, {_spread_text(imports['torchmetrics_default'], 2)} with torchmetrics "
+            "importing `transformers`, torchvision and matplotlib "
+            "(`TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1`).",
         ]
     parts += [
         "",
