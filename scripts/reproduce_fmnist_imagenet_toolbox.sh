@@ -3,6 +3,7 @@
 # conf/experiment/fmnist_imagenet_toolbox{,_peft,_wise}.yaml, 5 and 20 labels per class, 5 seeds,
 # every row paired against plain full fine-tuning, soups and shifted tests as
 # scripts/reproduce_fmnist_toolbox.sh does them; published to docs/results/fmnist_imagenet_toolbox/.
+# TOOLBOX=fmnist_imagenet_toolbox_all runs the every-label files instead (_all{,_peft,_wise}).
 #   bash scripts/reproduce_fmnist_imagenet_toolbox.sh [extra hydra overrides...]
 export HF_HUB_OFFLINE=1
-TOOLBOX=fmnist_imagenet_toolbox exec bash "$(dirname "$0")/reproduce_fmnist_toolbox.sh" "$@"
+TOOLBOX="${TOOLBOX:-fmnist_imagenet_toolbox}" exec bash "$(dirname "$0")/reproduce_fmnist_toolbox.sh" "$@"
