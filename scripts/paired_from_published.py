@@ -4,7 +4,10 @@ A report under ``docs/results/`` keeps each row's seeds and values in ``report.j
 script pairs two rows on their common seeds at each budget both have (the same t interval as
 ``transferlab report``'s ``--compare``) and prints the table; ``--out F.csv`` also writes it as
 CSV (the report's ``paired.csv`` columns) and ``F.md``. Rows are named as in the report
-(``method`` in report.json; ``+`` for a space, as on the report's command line).
+(``method`` in report.json; ``+`` for a space, as on the report's command line). Several
+reports pool their rows (each name must be in one report only), so that rows of two sweeps of
+the same splits and seeds can be paired; that is fair only where their shared runs reproduce
+each other (the same CPU: check a baseline both sweeps ran).
 
     python scripts/paired_from_published.py docs/results/<experiment>/report/report.json \
         --compare "zeroshot+method=sae:zeroshot+method=eszsl" [--compare a:b ...] [--out F.csv]
@@ -68,17 +71,39 @@ def paired_rows(report: dict[str, Any], pairs: list[tuple[str, str]]) -> list[di
     return out
 
 
+def pooled_report(paths: list[Path]) -> dict[str, Any]:
+    """The rows (groups) of the reports at ``paths`` as one report; a row name found in two of
+    them, or reports of different metrics, is one error line."""
+    pooled: dict[str, Any] = {"groups": []}
+    owner: dict[str, Path] = {}
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"error: {path} is not a file (give a report.json)")
+        report = json.loads(path.read_text(encoding="utf-8"))
+        if pooled.setdefault("metric", report["metric"]) != report["metric"]:
+            raise SystemExit(
+                f"error: {path} reports {report['metric']}, {paths[0]} {pooled['metric']}"
+            )
+        for method in sorted({str(group["method"]) for group in report["groups"]}):
+            if method in owner:
+                raise SystemExit(
+                    f"error: row {method!r} is in both {owner[method]} and {path}; "
+                    "pool reports whose rows have different names"
+                )
+            owner[method] = path
+        pooled["groups"] += report["groups"]
+    return pooled
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("report", type=Path, help="a published report.json")
+    parser.add_argument("report", type=Path, nargs="+", help="published report.json files")
     parser.add_argument(
         "--compare", action="append", required=True, metavar="A:B", help="rows a and b, a - b"
     )
     parser.add_argument("--out", type=Path, help="write the rows here (CSV) and beside it as .md")
     args = parser.parse_args(argv)
-    if not args.report.is_file():
-        raise SystemExit(f"error: {args.report} is not a file (give a report.json)")
-    report = json.loads(args.report.read_text(encoding="utf-8"))
+    report = pooled_report(args.report)
     pairs = []
     for spec in args.compare:
         a, sep, b = spec.partition(":")

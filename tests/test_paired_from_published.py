@@ -80,3 +80,23 @@ def test_rows_with_no_common_budget_are_one_line() -> None:
     ]
     with pytest.raises(SystemExit, match=r"rows 'a' \(budgets 5\) and 'b' \(budgets 20\) share no"):
         _script().paired_rows({"metric": "test/acc", "groups": groups}, [("a", "b")])
+
+
+def test_two_reports_pool_their_rows(tmp_path: Path) -> None:
+    first = _report(tmp_path / "first.json")
+    other = {"method": "lora", "budget_label": "5", "seeds": [0, 1], "values": [0.80, 0.70]}
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps({"metric": "test/acc", "groups": [other]}), encoding="utf-8")
+    out = tmp_path / "paired.csv"
+    _script().main([str(first), str(second), "--compare", "lora:finetune+full", "--out", str(out)])
+    with open(out, encoding="utf-8") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["seeds"] == "0 1"
+    assert float(row["mean_diff"]) == pytest.approx(((0.80 - 0.70) + (0.70 - 0.72)) / 2)
+
+
+def test_a_row_in_two_reports_is_one_line(tmp_path: Path) -> None:
+    first, second = _report(tmp_path / "a.json"), _report(tmp_path / "b.json")
+    with pytest.raises(SystemExit) as info:
+        _script().main([str(first), str(second), "--compare", "finetune+full:scratch"])
+    assert str(info.value).startswith("error: row 'finetune full' is in both")
