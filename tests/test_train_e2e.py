@@ -166,3 +166,14 @@ def test_a_fit_that_max_steps_ends_inside_an_epoch_is_validated_at_its_last_step
     # validated at the epoch end and at the last step, so the last steps can be chosen
     assert validated_steps("cut") == [per_epoch, stop]
     assert cut["epochs_trained"] == 2
+    # ended inside the first epoch (the cpu trainer's min_epochs is 1): validated there, and
+    # the tested weights are that step's checkpoint, not the last weights unvalidated
+    early = per_epoch // 2
+    first = run_training(
+        make_cfg(
+            *small, "trainer.min_epochs=1", f"+trainer.max_steps={early}", out=tmp_path / "first"
+        ),
+        tmp_path / "first",
+    )
+    assert validated_steps("first") == [early]
+    assert first["metrics"]["best_checkpoint"]

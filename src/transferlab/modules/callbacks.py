@@ -92,11 +92,17 @@ class ValidateAtMaxSteps(Callback):
     on ``max_steps`` part-way through an epoch would drop the steps since its last validation:
     its best checkpoint, and so its test, could never come from them. Asking the trainer to
     stop at that step makes Lightning validate there (as it does for early stopping), so the
-    last steps are validated and checkpointed like an epoch end."""
+    last steps are validated and checkpointed like an epoch end. Lightning validates on such a
+    request only once ``min_epochs`` is met, so a fit that ``max_steps`` ends inside its first
+    epoch (the cpu trainer's ``min_epochs`` is 1) would never be validated at all; since
+    ``max_steps`` ends the fit whatever ``min_epochs`` says, the minimum is lowered to the
+    epochs done at that step."""
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
     ) -> None:
         max_steps = trainer.max_steps
         if max_steps is not None and max_steps > 0 and trainer.global_step >= max_steps:
+            loop = trainer.fit_loop
+            loop.min_epochs = min(loop.min_epochs or 0, loop.epoch_progress.current.processed)
             trainer.should_stop = True
