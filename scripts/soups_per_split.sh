@@ -4,6 +4,7 @@
 # source.seed=${seed}, the source), and each group's uniform and greedy soups are written to
 # OUT/lpc<labels>_seed<seed>/{uniform,greedy}/results.json, then reported. Running it again
 # skips the splits whose two soups are written (an interrupted run goes on where it stopped).
+# SOUP_ARGS adds options of transferlab soup (e.g. --bn-images 4096).
 #   bash scripts/soups_per_split.sh OUT DIR...
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,7 +17,7 @@ while IFS=$'\t' read -r name dirs; do
     continue
   fi
   # shellcheck disable=SC2086  # dirs: the group's run directories (no spaces in run paths)
-  transferlab soup $dirs --out "$out/$name" || status=$?
+  transferlab soup $dirs --out "$out/$name" ${SOUP_ARGS:-} || status=$?
 done < <(python - "$@" <<'PY'
 import json, sys
 from pathlib import Path

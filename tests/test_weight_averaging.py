@@ -101,6 +101,17 @@ def test_alpha_values_and_choice() -> None:
     assert interpolate({}, {"w": torch.ones(1)}, 0.3)["w"].item() == 1.0
 
 
+def test_bn_images_are_a_fixed_draw_of_at_most_that_many() -> None:
+    from transferlab.tasks.soup import bn_images_of
+
+    data = list(range(100))
+    drawn = bn_images_of(data, 10)
+    assert len(drawn) == 10 and len({drawn[i] for i in range(10)}) == 10
+    assert [drawn[i] for i in range(10)] == [bn_images_of(data, 10)[i] for i in range(10)]
+    assert [drawn[i] for i in range(10)] != list(range(10))  # drawn, not the first ten
+    assert bn_images_of(data, None) is data and bn_images_of(data, 100) is data
+
+
 def test_greedy_soup_keeps_an_ingredient_only_if_validation_does_not_drop() -> None:
     values = {0: 0.9, 1: 0.8, 2: 0.7}
 
@@ -201,6 +212,17 @@ def test_greedy_soup_never_scores_below_its_best_ingredient(make_cfg, tmp_path) 
     assert runs["greedy"]["metrics"]["val/acc"] >= best_ingredient
     assert len(runs["uniform"]["soup"]["ingredients"]) == 3
     assert runs["uniform"]["task"] == "soup" and "test/acc" in runs["uniform"]["metrics"]
+    assert runs["uniform"]["soup"]["bn_images"] == 25  # every training image (5 labels x 5 classes)
+    # a capped recompute uses a fixed draw of that many images, and says so
+    assert main(["soup", str(sweep), "--bn-images", "8", "--out", str(tmp_path / "capped")]) == 0
+    capped = {r["identity"]["mode"]: r for r in load_runs([tmp_path / "capped"])}
+    assert capped["uniform"]["soup"]["bn_images"] == 8
+    assert "8 of the 25 (a fixed random draw)" in capped["uniform"]["soup"]["bn"]
+    assert capped["uniform"]["metrics"]["test/acc"] != runs["uniform"]["metrics"]["test/acc"]
+    with pytest.raises(ConfigError, match=r"--bn-images 0 is invalid"):
+        from transferlab.tasks.soup import make_soups
+
+        make_soups([sweep], tmp_path / "zero", bn_images=0)
     # a run of another split is refused, naming the difference
     _run(make_cfg, sweep / "other", "data.labels_per_class=3")
     with pytest.raises(ConfigError, match=r"differ in data.labels_per_class: 5 vs 3"):

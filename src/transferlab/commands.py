@@ -314,6 +314,14 @@ def _soup_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--bn-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="recompute BatchNorm statistics on at most N training images, a fixed random draw "
+        "(default: all; for large training sets)",
+    )
+    parser.add_argument(
         "--accelerator", default="cpu", help="Lightning accelerator, default: %(default)s"
     )
 
@@ -323,7 +331,9 @@ def _run_soup(args: argparse.Namespace) -> int:
 
     first = Path(args.paths[0])
     out = args.out or (first.parent if first.is_file() else first) / "soup"
-    made = make_soups(args.paths, out, accelerator=args.accelerator, bn=args.bn)
+    made = make_soups(
+        args.paths, out, accelerator=args.accelerator, bn=args.bn, bn_images=args.bn_images
+    )
     print("| soup / run | ingredients | val/acc | test/acc |\n|---|---|---|---|")
     for ingredient in made["ingredients"]:
         test = (ingredient.results.get("metrics") or {}).get("test/acc")

@@ -7,7 +7,8 @@ uniform soup averages all of them, the greedy soup adds them best first and keep
 the soup's validation accuracy does not drop, so it never scores below its best ingredient on
 validation. Averaged BatchNorm statistics belong to no averaged network, so a soup of two or
 more ingredients has them recomputed on the training images (``bn="recompute"``, the default;
-``"average"`` keeps the averaged statistics). Each soup is tested on the runs' test split and
+``"average"`` keeps the averaged statistics; ``bn_images`` caps the images used to a fixed
+random draw, for large training sets). Each soup is tested on the runs' test split and
 written as a ``results.json`` (``task: soup``) that ``transferlab report`` reads.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset, Subset
 
 from transferlab.core.checkpoint import state_mismatch
 from transferlab.core.errors import ConfigError
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 SOUP_TASK = "soup"
 KINDS = ("uniform", "greedy")
 BN_MODES = ("recompute", "average")
+BN_DRAW_SEED = 0  # the random draw of training images that bn_images keeps
 WEIGHT_PREFIXES = ("backbone.", "head.")  # what a soup averages: the classifier's weights
 # data keys that do not change the split or the inputs (only how batches are drawn)
 BATCHING_KEYS = (
@@ -160,11 +163,24 @@ def check_compatible(ingredients: Sequence[Ingredient]) -> None:
             )
 
 
+def bn_images_of(data: Dataset, limit: int | None) -> Dataset:
+    """The training images a soup's BatchNorm statistics are recomputed on: all of ``data``, or
+    at most ``limit`` of them drawn at random with a fixed seed (the same draw for every soup
+    of a split)."""
+    size = len(data)  # type: ignore[arg-type]
+    if limit is None or limit >= size:
+        return data
+    generator = torch.Generator().manual_seed(BN_DRAW_SEED)
+    return Subset(data, torch.randperm(size, generator=generator)[:limit].tolist())
+
+
 class SoupEvaluator:
     """Loads weights into one classifier of the runs' architecture and scores them on the
     runs' validation split (a score per set of ingredients is computed once)."""
 
-    def __init__(self, first: Ingredient, accelerator: str, bn: str) -> None:
+    def __init__(
+        self, first: Ingredient, accelerator: str, bn: str, bn_images: int | None = None
+    ) -> None:
         record = first.record
         self.datamodule: ImageClassificationDataModule = checkpoint_datamodule(
             record, record["cfg"]["data"]
@@ -179,6 +195,7 @@ class SoupEvaluator:
         )
         self.accelerator = accelerator
         self.recompute = bn == "recompute" and has_batchnorm(self.module.backbone)
+        self.bn_set = bn_images_of(self.datamodule.train_set, bn_images)
         self.scores: dict[tuple[int, ...], float] = {}
 
     def trainer(self) -> Any:
@@ -191,7 +208,7 @@ class SoupEvaluator:
         self.module.load_state_dict(average(states) if len(states) > 1 else dict(states[0]))
         if self.recompute and len(states) > 1:
             dm = self.datamodule
-            loader = dm.loader(dm.train_set, dm.eval_batch_size, shuffle=False)
+            loader = dm.loader(self.bn_set, dm.eval_batch_size, shuffle=False)
             recompute_batchnorm(self.module.backbone, (images for images, _ in loader))
 
     def validate(self, ingredients: Sequence[Ingredient], indices: tuple[int, ...]) -> float:
@@ -245,23 +262,32 @@ def soup_record(
 
 
 def make_soups(
-    paths: Sequence[str | Path], out: Path, accelerator: str = "cpu", bn: str = "recompute"
+    paths: Sequence[str | Path],
+    out: Path,
+    accelerator: str = "cpu",
+    bn: str = "recompute",
+    bn_images: int | None = None,
 ) -> dict[str, Any]:
     """Build, score and test the uniform and greedy soups of the runs under ``paths``; write
-    ``<out>/<kind>/results.json``. Returns ``{"ingredients": [...], "soups": {kind: record},
-    "notes": [...]}``."""
+    ``<out>/<kind>/results.json``. ``bn_images`` caps the training images that BatchNorm
+    statistics are recomputed on (default: all). Returns ``{"ingredients": [...], "soups":
+    {kind: record}, "notes": [...]}``."""
     if bn not in BN_MODES:
         raise ConfigError(f"--bn {bn} is invalid; use {' or '.join(BN_MODES)}")
+    if bn_images is not None and bn_images < 1:
+        raise ConfigError(f"--bn-images {bn_images} is invalid; give a positive number of images")
     started = time.time()
     ingredients, notes = collect(paths)
     check_compatible(ingredients)
-    evaluator = SoupEvaluator(ingredients[0], accelerator, bn)
+    evaluator = SoupEvaluator(ingredients[0], accelerator, bn, bn_images)
+    used, total = len(evaluator.bn_set), len(evaluator.datamodule.train_set)
     for index, ingredient in enumerate(ingredients):
         ingredient.val_acc = evaluator.validate([ingredient], (index,))
     order = sorted(range(len(ingredients)), key=lambda i: -ingredients[i].val_acc)
     ranked = [ingredients[i] for i in order]
+    drawn = "the" if used == total else f"{used} of the {total} (a fixed random draw)"
     bn_note = (
-        "BatchNorm statistics recomputed on the training images for soups of 2+ ingredients"
+        f"BatchNorm statistics recomputed on {drawn} training images for soups of 2+ ingredients"
         if evaluator.recompute
         else "BatchNorm statistics averaged"
         if has_batchnorm(evaluator.module.backbone)
@@ -280,6 +306,8 @@ def make_soups(
         val_acc = score(chosen_idx) if kind == "uniform" else greedy_val
         metrics = evaluator.test(chosen)
         extra: dict[str, Any] = {"bn": bn_note}
+        if evaluator.recompute:
+            extra["bn_images"] = used
         if kind == "greedy":
             extra["steps"] = [{**s, "run": ranked[s["index"]].name} for s in steps]
         record = soup_record(kind, chosen, ranked, val_acc, metrics, evaluator, started, extra)
