@@ -217,7 +217,7 @@ def test_greedy_soup_never_scores_below_its_best_ingredient(make_cfg, tmp_path) 
     assert main(["soup", str(sweep), "--bn-images", "8", "--out", str(tmp_path / "capped")]) == 0
     capped = {r["identity"]["mode"]: r for r in load_runs([tmp_path / "capped"])}
     assert capped["uniform"]["soup"]["bn_images"] == 8
-    assert "8 of the 25 (a fixed random draw)" in capped["uniform"]["soup"]["bn"]
+    assert "on 8 of the 25 training images (a fixed random draw)" in capped["uniform"]["soup"]["bn"]
     assert capped["uniform"]["metrics"]["test/acc"] != runs["uniform"]["metrics"]["test/acc"]
     with pytest.raises(ConfigError, match=r"--bn-images 0 is invalid"):
         from transferlab.tasks.soup import make_soups

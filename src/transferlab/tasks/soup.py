@@ -285,9 +285,11 @@ def make_soups(
         ingredient.val_acc = evaluator.validate([ingredient], (index,))
     order = sorted(range(len(ingredients)), key=lambda i: -ingredients[i].val_acc)
     ranked = [ingredients[i] for i in order]
-    drawn = "the" if used == total else f"{used} of the {total} (a fixed random draw)"
+    drawn = "the" if used == total else f"{used} of the {total}"
+    draw = "" if used == total else " (a fixed random draw)"
     bn_note = (
-        f"BatchNorm statistics recomputed on {drawn} training images for soups of 2+ ingredients"
+        f"BatchNorm statistics recomputed on {drawn} training images{draw} for soups of 2+ "
+        "ingredients"
         if evaluator.recompute
         else "BatchNorm statistics averaged"
         if has_batchnorm(evaluator.module.backbone)
