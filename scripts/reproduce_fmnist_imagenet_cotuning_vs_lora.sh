@@ -22,7 +22,7 @@ python "$repo/train.py" -m experiment=fmnist_imagenet_toolbox_lora16_lr1 "${comm
   "hydra.sweep.dir=$out/lora16_lr1" "$@" || status=$?
 plain="finetune/full+backbone_lr_ratio=0.1+peft=none+regularizer=none"
 cotuning="finetune/full+backbone_lr_ratio=0.1+peft=none+regularizer=cotuning"
-lora="finetune/full+alpha=32+backbone_lr_ratio=1+peft=lora+rank=16+regularizer=none"
+lora="finetune/full+backbone_lr_ratio=1+peft=lora+regularizer=none"
 compare="--compare $cotuning:$plain --compare $lora:$plain --compare $lora:$cotuning"
 # shellcheck disable=SC2086  # compare: the report's --compare options
 python "$repo/scripts/report.py" "$out/lpc5" "$out/lpc20" "$out/lora16_lr1" \
