@@ -90,6 +90,23 @@ def test_datamodule_shift_is_off_by_default_and_uses_clean_statistics() -> None:
     assert torch.allclose(shifted.test_set.images, expected, atol=1e-5)
 
 
+def test_a_shifted_split_is_made_when_first_read_and_the_same_in_any_order() -> None:
+    shift = {"noise_std": 0.2, "rotate": 20}
+    test_first = ImageClassificationDataModule(**DIGITS, shift=shift)
+    test_first.setup()
+    sizes = [test_first.split_size(name) for name in ("train", "val", "test")]
+    assert sizes == [len(test_first.split.train), 100, len(test_first.split.test)]
+    test = test_first.test_set.images
+    assert sorted(test_first._sets) == ["test"]  # an evaluation makes only the test split
+    train_first = ImageClassificationDataModule(**DIGITS, shift=shift)
+    train_first.setup()
+    train, val = train_first.train_set.images, train_first.val_set.images
+    assert torch.equal(train_first.test_set.images, test)  # each split draws its own noise
+    assert torch.equal(test_first.train_set.images, train)
+    assert torch.equal(test_first.val_set.images, val)
+    assert len(train) == sizes[0] and test_first.split_size("train") == sizes[0]
+
+
 # ---- gradient reversal -------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ and print its results; a failure is one line (and, in a multirun, a failure reco
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -237,6 +238,8 @@ def _guarded(
     def run(cfg: DictConfig) -> float | None:
         output_dir = _output_dir()
         multirun = _in_multirun()
+        if multirun:  # the jobs before this one left their Trainer, module and data in
+            gc.collect()  # reference cycles that the collector frees rarely: free them first
         configure_console(quiet=multirun)
         data_differs: list[tuple[str, Any, Any]] = []
         _drop_inapplicable_keys(cfg, output_dir)

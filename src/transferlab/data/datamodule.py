@@ -70,7 +70,8 @@ class ImageClassificationDataModule(L.LightningDataModule):
     from memory and prepared by one :class:`BatchTransform` (to float, channels, resize,
     normalisation): on the device in ``on_after_batch_transfer`` while a Trainer runs with
     this module, on the CPU otherwise (``train_set`` etc. yield prepared inputs). With a ``shift``
-    the splits are prepared once in ``setup`` instead (the shift's noise is drawn per split).
+    a split is prepared once, in float, when it is first read (the shift's noise is drawn per
+    split, so the order does not matter; an evaluation reads only the test split).
     Augmentation (``augment``: hflip, crop_padding, noise_std) runs on the device after the
     transform, only while the trainer is training. A labelled set smaller
     than ``min_samples_per_epoch`` is drawn with replacement to that many samples per epoch,
@@ -214,17 +215,59 @@ class ImageClassificationDataModule(L.LightningDataModule):
         self._input_shape = self._batch_transform.output_shape(data.train_images.shape)
         self._class_names = [data.class_names[c] for c in classes]
         self._all_class_names = list(data.class_names)
-        self.train_set = self._dataset(
-            take(data.train_images, self._split.train), data.train_labels[self._split.train]
-        )
-        self.val_set = self._dataset(
-            take(data.train_images, self._split.val), data.train_labels[self._split.val], stream=1
-        )
-        self.test_set = self._dataset(
-            take(data.test_images, self._split.test), data.test_labels[self._split.test], stream=2
-        )
+        # each split's uint8 pixels and labels, made a dataset when first read (see _split_set)
+        self._pending = {
+            "train": (
+                take(data.train_images, self._split.train),
+                data.train_labels[self._split.train],
+                0,
+            ),
+            "val": (
+                take(data.train_images, self._split.val),
+                data.train_labels[self._split.val],
+                1,
+            ),
+            "test": (
+                take(data.test_images, self._split.test),
+                data.test_labels[self._split.test],
+                2,
+            ),
+        }
+        self._sets: dict[str, ImageBatchDataset] = {}
         self._data = None  # the uint8 pool is no longer needed
         self._ready = True
+
+    def _split_set(self, name: str) -> ImageBatchDataset:
+        """The ``train``, ``val`` or ``test`` dataset, made on first use: a shifted split is
+        held in float at the input size (1.4 GB for 29,500 images at 64 px), so a task pays
+        only for the splits it reads."""
+        self._ensure_setup()
+        if name not in self._sets:
+            images, labels, stream = self._pending.pop(name)
+            self._sets[name] = self._dataset(images, labels, stream=stream)
+        return self._sets[name]
+
+    def split_size(self, name: str) -> int:
+        """How many images the ``train``, ``val`` or ``test`` split holds, without making it."""
+        self._ensure_setup()
+        if name in self._sets:
+            return len(self._sets[name])
+        return len(self._pending[name][1])
+
+    @property
+    def train_set(self) -> ImageBatchDataset:
+        """The labelled training split."""
+        return self._split_set("train")
+
+    @property
+    def val_set(self) -> ImageBatchDataset:
+        """The validation split."""
+        return self._split_set("val")
+
+    @property
+    def test_set(self) -> ImageBatchDataset:
+        """The test split."""
+        return self._split_set("test")
 
     def _ensure_setup(self) -> None:
         if not self._ready:

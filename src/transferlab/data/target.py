@@ -48,9 +48,9 @@ def target_datamodule(
         channels,
         height,
         datamodule.input_shape[2],
-        len(datamodule.train_set),
-        len(datamodule.val_set),
-        len(datamodule.test_set),
+        datamodule.split_size("train"),
+        datamodule.split_size("val"),
+        datamodule.split_size("test"),
     )
     return datamodule, InputSpec(int(channels), int(height), kwargs.get("normalize", "data"))
 
