@@ -226,3 +226,27 @@ def test_transfer_stages_keeps_lower_stages_and_reinitialises_the_rest() -> None
         assert (not changed) if index < 2 else changed, module.backbone.stage_names[index]
     with pytest.raises(ConfigError, match="transfer_stages=7"):
         FinetuneModule(_backbone("resnet8"), 5, transfer_stages=7)
+
+
+def test_test_time_flip_averages_the_logits_of_each_image_and_its_mirror_in_eval_only(
+    digits,
+) -> None:
+    torch.manual_seed(0)
+    module = build_strategy({"name": "scratch", "test_time_flip": True}, _backbone(), num_classes=5)
+    images, _ = next(iter(digits.train_dataloader()))
+    plain = lambda x: module.head(module.backbone(x))  # noqa: E731
+    module.eval()
+    with torch.no_grad():
+        expected = (plain(images) + plain(images.flip(-1))) / 2
+        assert torch.allclose(module(images), expected, atol=1e-6)
+        assert not torch.allclose(module(images), plain(images), atol=1e-3)
+        # a mirrored batch gets the same prediction, the point of the augmentation
+        assert torch.allclose(module(images.flip(-1)), module(images), atol=1e-5)
+        # pooled features (the frozen-feature cache) have nothing to mirror
+        features = module.backbone(images)
+        assert torch.equal(module(features), module.head(features))
+    module.train()  # training sees each image once, as it is (batch statistics, no flip)
+    with torch.no_grad():
+        assert torch.equal(module(images), plain(images))
+    off = build_strategy({"name": "scratch"}, _backbone(), num_classes=5)
+    assert off.test_time_flip is False

@@ -25,7 +25,13 @@ warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]  # a rate in [0, 1)
 # the ``strategy.<key>`` settings every classifier module takes
-CLASSIFIER_OPTIONS = ("optimizer", "scheduler", "head_dropout", "label_smoothing")
+CLASSIFIER_OPTIONS = (
+    "optimizer",
+    "scheduler",
+    "head_dropout",
+    "label_smoothing",
+    "test_time_flip",
+)
 
 
 class ClassifierModule(L.LightningModule):
@@ -34,6 +40,9 @@ class ClassifierModule(L.LightningModule):
     ``freeze`` (a :class:`FreezeSchedule`) says which backbone stages are frozen at each epoch;
     subclasses may change the backbone's learning-rate scale (:meth:`backbone_lr_scale`).
     ``input_shape`` (channels, height, width) is what the backbone is fed.
+    ``test_time_flip`` averages, in evaluation (validation, test, predictions), the logits of
+    each image and of its horizontal mirror image (test-time augmentation; it helps a model
+    trained with random flips and hurts one that was not).
     Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss``,
     ``test/acc`` and ``test/acc_per_class_mean`` (balanced accuracy).
     """
@@ -51,6 +60,7 @@ class ClassifierModule(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         head_dropout: Fraction = 0.0,
         label_smoothing: Fraction = 0.0,
+        test_time_flip: bool = False,
         class_names: list[str] | None = None,
         input_shape: tuple[int, int, int] | None = None,
         freeze: FreezeSchedule | None = None,
@@ -67,6 +77,7 @@ class ClassifierModule(L.LightningModule):
         self.optimizer_cfg = dict(optimizer or {"name": "adamw", "lr": 1e-3})
         self.scheduler_cfg = dict(scheduler or {"name": "none"})
         self.label_smoothing = label_smoothing
+        self.test_time_flip = bool(test_time_flip)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -148,7 +159,10 @@ class ClassifierModule(L.LightningModule):
         return inputs if inputs.dim() == 2 else self.backbone(inputs)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(inputs))
+        logits = self.head(self.features(inputs))
+        if self.test_time_flip and not self.training and inputs.dim() == 4:
+            logits = (logits + self.head(self.features(inputs.flip(-1)))) / 2
+        return logits
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
         images, labels = batch
