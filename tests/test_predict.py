@@ -58,6 +58,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "expected": expected,
         "inputs": datamodule.test_set.images[:N_IMAGES],
         "prep": record["preprocessing"],
+        "classes": datamodule.class_names,
     }
 
 
@@ -160,3 +161,19 @@ def test_image_folder_files_are_resized_at_decode_as_in_training(tmp_path: Path)
     inputs = torch.stack([preprocess_file(p, prep) for p in files])
     for image in datamodule.test_set.images:  # each test image is one file, prepared alike
         assert any(torch.allclose(image, x, atol=1e-5) for x in inputs)
+
+
+def test_test_time_flip_is_rebuilt_from_the_checkpoint_record(trained: dict[str, Any]) -> None:
+    """eval.py and predict rebuild the module from the run's strategy config, so a run trained
+    with ``strategy.test_time_flip=true`` is evaluated and predicts with the flips."""
+    payload, record = load_training_checkpoint(trained["ckpt"])
+    strategy = {**record["cfg"]["strategy"], "test_time_flip": True}
+    flipped = {**record, "cfg": {**record["cfg"], "strategy": strategy}}
+    names = trained["classes"]
+    plain = rebuild_module(payload, record, len(names), names).eval()
+    with_flips = rebuild_module(payload, flipped, len(names), names).eval()
+    assert not plain.test_time_flip and with_flips.test_time_flip
+    inputs = trained["inputs"]
+    with torch.no_grad():
+        expected = (plain(inputs) + plain(inputs.flip(-1))) / 2
+        torch.testing.assert_close(with_flips(inputs), expected)
