@@ -382,3 +382,24 @@ def test_unset_options_of_a_choice_stay_out_of_row_names(tmp_path: Path) -> None
         "finetune/full peft=bitfit",
         "finetune/full peft=none",
     ]
+
+
+def test_runs_made_before_a_late_option_share_rows_with_runs_at_its_default(
+    tmp_path: Path,
+) -> None:
+    """Seeds 0-1 predate ``strategy.test_time_flip`` (not in their config), seed 2 has it
+    false: one row of three seeds; runs with it true are their own row, named by it."""
+    root = tmp_path / "runs"
+    for seed in range(3):
+        flips = {} if seed < 2 else {"test_time_flip": False}
+        write_run(root, f"old{seed}", "finetune", 20, seed, 0.8 + 0.01 * seed, strategy_cfg=flips)
+        write_run(
+            root, f"tta{seed}", "finetune", 20, seed, 0.85, strategy_cfg={"test_time_flip": True}
+        )
+    cells = make_cells(
+        load_runs([root]), ["strategy", "mode", "labels_per_class"], "labels_per_class"
+    )
+    assert sorted((c.method, len(c.runs)) for c in cells) == [
+        ("finetune/full test_time_flip=False", 3),
+        ("finetune/full test_time_flip=True", 3),
+    ]

@@ -178,3 +178,8 @@ def test_late_model_options_at_their_default_keep_keys_and_run_hashes(make_cfg) 
     pooled = to_plain(make_cfg("model.pool_first=true"))
     assert pretrain_source_key(pooled["source"], pooled["model"], spec) != "32c364f34fd580aa"
     assert run_hash(pooled) != run_hash(plain)
+    # strategy.test_time_flip came later too: false is the run hash of a config without it
+    strategy = {k: v for k, v in plain["strategy"].items() if k != "test_time_flip"}
+    assert plain["strategy"]["test_time_flip"] is False
+    assert run_hash({**plain, "strategy": strategy}) == run_hash(plain)
+    assert run_hash(to_plain(make_cfg("strategy.test_time_flip=true"))) != run_hash(plain)

@@ -13,7 +13,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from transferlab.core.store import atomic_write_text, config_hash, identity_model_config
+from transferlab.core.store import (
+    LATE_DEFAULTS,
+    atomic_write_text,
+    config_hash,
+    without_late_defaults,
+)
 
 RESULTS_FILE = "results.json"
 # top-level keys that do not change what a run computes
@@ -202,6 +207,7 @@ def run_hash(cfg: DictConfig | Mapping[str, Any]) -> str:
     payload = {k: v for k, v in cfg.items() if k not in RUN_LOCAL_KEYS}
     if cfg.get("task_name") == "eval":  # an evaluation is of its checkpoint: part of its identity
         payload["ckpt_path"] = cfg.get("ckpt_path")
-    if isinstance(payload.get("model"), Mapping):
-        payload["model"] = identity_model_config(payload["model"])
+    for section in LATE_DEFAULTS:
+        if isinstance(payload.get(section), Mapping):
+            payload[section] = without_late_defaults(section, payload[section])
     return config_hash(payload)

@@ -21,20 +21,27 @@ def config_hash(payload: Mapping[str, Any], length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-# model options added after runs and cache entries already existed, with the value that
-# reproduces the earlier behaviour: at that value they are left out of every identity, so
-# those runs resume and those sources and features are found again
-LATE_MODEL_DEFAULTS: dict[str, Any] = {"pool_first": False}
+# options added after runs and cache entries already existed, by config section, with the
+# value that reproduces the earlier behaviour: at that value they are left out of every
+# identity (so those runs resume and those sources and features are found again), and a
+# report reads them into older runs' configs (so old and new runs share rows)
+LATE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"pool_first": False},
+    "strategy": {"test_time_flip": False},
+}
+
+
+def without_late_defaults(section: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` (the ``section`` node of a config) less the options of :data:`LATE_DEFAULTS`
+    that are at their default."""
+    late = LATE_DEFAULTS.get(section, {})
+    return {k: v for k, v in cfg.items() if not (k in late and v == late[k])}
 
 
 def identity_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``model_cfg`` as it enters a cache key or run hash: options of
-    :data:`LATE_MODEL_DEFAULTS` at their default are left out."""
-    return {
-        k: v
-        for k, v in model_cfg.items()
-        if not (k in LATE_MODEL_DEFAULTS and v == LATE_MODEL_DEFAULTS[k])
-    }
+    """``model_cfg`` as it enters a cache key or run hash (late options at their default
+    left out)."""
+    return without_late_defaults("model", model_cfg)
 
 
 def file_sha256(path: Path) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from transferlab.core.errors import ConfigError
 from transferlab.core.results import DEBUG_STATUS, is_debug_trainer
+from transferlab.core.store import LATE_DEFAULTS
 from transferlab.report.runs import (
     PATH_KEY,
     format_value,
@@ -104,7 +105,8 @@ def _config(run: Mapping[str, Any]) -> Mapping[str, Any]:
 def config_leaves(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Each run's config as dotted leaves, without the run-local keys; a leaf named like a seed
     that equals the run's seed in every run that has it (``source.target.seed: ${seed}``) is a
-    copy of the seed and reads ``<seed>`` (a fixed ``source.seed: 0`` stays a value)."""
+    copy of the seed and reads ``<seed>`` (a fixed ``source.seed: 0`` stays a value); an
+    option of :data:`LATE_DEFAULTS` missing from a run that predates it reads its default."""
     leaves = [
         {k: v for k, v in flatten(_config(run)).items() if not is_run_local(k)} for run in runs
     ]
@@ -125,6 +127,12 @@ def config_leaves(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for k in choices & one.keys():
             if isinstance(one[k], str):
                 one[k + ".name"] = one.pop(k)
+    # an option added later reads as its old behaviour in the runs made before it existed
+    for one in leaves:
+        for section, defaults in LATE_DEFAULTS.items():
+            if any(k.startswith(section + ".") for k in one):
+                for key, value in defaults.items():
+                    one.setdefault(f"{section}.{key}", value)
     return leaves
 
 
