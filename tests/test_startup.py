@@ -80,7 +80,15 @@ def test_mark_unavailable_turns_the_flags_false() -> None:
 
 
 # imported by metrics or features a plain training run does not use; each costs 0.3-1.5 s
-NOT_FOR_A_TRAINING_RUN = ("transformers", "torchvision", "matplotlib", "peft", "sklearn")
+# (scipy.signal: torchmetrics' patch for the SRMR audio metric)
+NOT_FOR_A_TRAINING_RUN = (
+    "transformers",
+    "torchvision",
+    "matplotlib",
+    "peft",
+    "sklearn",
+    "scipy.signal",
+)
 
 
 def test_the_training_path_imports_none_of_the_heavy_optional_packages() -> None:
@@ -103,3 +111,22 @@ def test_hidden_packages_are_torchmetrics_optional_ones() -> None:
     for names in HIDDEN_FROM_TORCHMETRICS.values():
         for name in names:
             assert hasattr(flags, name), f"torchmetrics has no flag {name} any more"
+
+
+def test_skipping_torchmetrics_scipy_patch_leaves_scipy_to_its_metrics() -> None:
+    """torchmetrics' __init__ is told scipy is missing, nobody else: its metrics still see scipy,
+    and lightning-utilities' ``package_available`` is the original again afterwards."""
+    code = (
+        "import sys, transferlab.cli, lightning, torchmetrics\n"
+        "import lightning_utilities.core.imports as imports\n"
+        "from torchmetrics.utilities.imports import _SCIPY_AVAILABLE\n"
+        "print('scipy.signal' in sys.modules, bool(_SCIPY_AVAILABLE),\n"
+        "      imports.package_available('scipy'),\n"
+        "      hasattr(imports.package_available, 'cache_info'),\n"
+        "      torchmetrics.package_available is imports.package_available)"
+    )
+    env = {**os.environ, OPT_OUT_VARIABLE: "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == ["False", "True", "True", "True", "True"]

@@ -417,8 +417,8 @@ def startup(repeats: int) -> dict[str, Any]:
 def training_imports(repeats: int) -> dict[str, Any]:
     """Seconds a fresh interpreter takes for a training process's imports (``import
     transferlab.cli, transferlab.cli.job, lightning``: the entry point, the tasks and
-    strategies), as transferlab runs them (torchmetrics without ``transformers``, torchvision
-    and matplotlib: ``core/startup.py``) and with torchmetrics' default
+    strategies), as transferlab runs them (torchmetrics without ``transformers``, torchvision,
+    matplotlib and scipy.signal: ``core/startup.py``) and with torchmetrics' default
     (``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1``), alternating."""
     code = "import transferlab.cli, transferlab.cli.job, lightning"
     hidden_env = {**os.environ, OPT_OUT_VARIABLE: "0"}

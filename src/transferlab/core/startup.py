@@ -6,11 +6,15 @@ whenever they are installed: ``transformers`` for its text and multimodal metric
 InfoLM, CLIPScore; the dev extras pull it in through sentence-transformers), ``torchvision``
 (with ``torchvision.models``) for ARNIQA, LPIPS, DISTS and the detection metrics, and
 ``matplotlib`` for its plot methods: together over a second of every training process's
-start-up on 2 cores. :func:`skip_torchmetrics_transformers` marks them unavailable *to
-torchmetrics only*, right after torchmetrics computes its availability flags; transferlab's own
-imports of them (sentence-transformers, torchvision transforms, plots) and a user's are
-unaffected. Installed by the entry points (``transferlab.cli``: train.py, eval.py and their sweep
-workers; ``transferlab.commands``), not by ``import transferlab``, so a notebook that imports
+start-up on 2 cores. Its ``__init__`` also imports ``scipy.signal`` (about a second) only to add
+``scipy.signal.hamming`` back for the SRMR audio metric's ``SRMRpy``; the hook skips that import
+(:data:`SKIPPED_AT_TORCHMETRICS_INIT`) and the same one in its audio packages (the flag
+``_SCIPI_AVAILABLE``); scipy itself stays available to its metrics.
+:func:`skip_torchmetrics_transformers` marks them unavailable *to torchmetrics only*, right
+after torchmetrics computes its availability flags; transferlab's own imports of them
+(sentence-transformers, torchvision transforms, plots) and a user's are unaffected. Installed
+by the entry points (``transferlab.cli``: train.py, eval.py and their sweep workers;
+``transferlab.commands``), not by ``import transferlab``, so a notebook that imports
 transferlab's modules keeps torchmetrics as it is. ``TRANSFERLAB_TORCHMETRICS_TRANSFORMERS=1``
 keeps torchmetrics' own behaviour everywhere.
 """
@@ -37,8 +41,16 @@ HIDDEN_FROM_TORCHMETRICS = {
     ),
     "torchvision": ("_TORCHVISION_AVAILABLE",),
     "matplotlib": ("_MATPLOTLIB_AVAILABLE",),
+    # (sic) the flag its audio packages import scipy.signal under, only for SRMRpy's patch below;
+    # _SCIPY_AVAILABLE, which its metrics check, is left as it is
+    "scipy": ("_SCIPI_AVAILABLE",),
 }
 OPT_OUT_VARIABLE = "TRANSFERLAB_TORCHMETRICS_TRANSFORMERS"
+TORCHMETRICS = "torchmetrics"
+# packages torchmetrics' __init__ imports only to patch them for metrics transferlab never uses
+# (scipy: ``scipy.signal.hamming`` for SRMRpy, the SRMR audio metric's back end); their
+# ``package_available`` check answers False to that __init__ alone
+SKIPPED_AT_TORCHMETRICS_INIT = frozenset({"scipy"})
 
 
 def mark_unavailable(module: ModuleType) -> list[str]:
@@ -77,13 +89,51 @@ class _FlagsLoader(importlib.abc.Loader):
         return self.loader.get_source(fullname)  # type: ignore[attr-defined]
 
 
+class _InitLoader(importlib.abc.Loader):
+    """Runs torchmetrics' ``__init__`` with ``package_available`` answering False, to that
+    ``__init__`` only, for :data:`SKIPPED_AT_TORCHMETRICS_INIT`."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        import lightning_utilities.core.imports as imports
+
+        original = imports.package_available
+
+        def package_available(package_name: str) -> bool:
+            caller = sys._getframe(1).f_globals.get("__name__")
+            if caller == TORCHMETRICS and package_name in SKIPPED_AT_TORCHMETRICS_INIT:
+                return False
+            return original(package_name)
+
+        imports.package_available = package_available  # torchmetrics imports it by name
+        try:
+            self.loader.exec_module(module)
+        finally:
+            imports.package_available = original
+            if module.__dict__.get("package_available") is package_available:
+                module.package_available = original
+
+    def get_source(self, fullname: str) -> str | None:  # for inspect and tracebacks
+        return self.loader.get_source(fullname)  # type: ignore[attr-defined]
+
+
+WRAPPED_LOADERS = {TORCHMETRICS_IMPORTS: _FlagsLoader, TORCHMETRICS: _InitLoader}
+
+
 class _FlagsFinder(importlib.abc.MetaPathFinder):
-    """Finds ``torchmetrics.utilities.imports`` with the other finders and wraps its loader."""
+    """Finds torchmetrics' package and its import flags with the other finders and wraps their
+    loaders (:data:`WRAPPED_LOADERS`)."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != TORCHMETRICS_IMPORTS:
+        wrapper = WRAPPED_LOADERS.get(fullname)
+        if wrapper is None:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -91,7 +141,7 @@ class _FlagsFinder(importlib.abc.MetaPathFinder):
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None:
-                    spec.loader = _FlagsLoader(spec.loader)
+                    spec.loader = wrapper(spec.loader)
                 return spec
         return None
 
@@ -104,7 +154,7 @@ def skip_torchmetrics_transformers() -> bool:
     """
     if os.environ.get(OPT_OUT_VARIABLE) == "1":
         return False
-    loaded = sys.modules.get(TORCHMETRICS_IMPORTS)
+    loaded = sys.modules.get(TORCHMETRICS_IMPORTS) or sys.modules.get(TORCHMETRICS)
     if loaded is not None:  # too late to save the import time; leave torchmetrics as it is
         return False
     if not any(isinstance(finder, _FlagsFinder) for finder in sys.meta_path):
