@@ -88,6 +88,9 @@ class _FlagsLoader(importlib.abc.Loader):
     def get_source(self, fullname: str) -> str | None:  # for inspect and tracebacks
         return self.loader.get_source(fullname)  # type: ignore[attr-defined]
 
+    def __getattr__(self, name: str) -> object:  # the rest (resources, file names) unchanged
+        return getattr(self.loader, name)
+
 
 class _InitLoader(importlib.abc.Loader):
     """Runs torchmetrics' ``__init__`` with ``package_available`` answering False, to that
@@ -120,6 +123,9 @@ class _InitLoader(importlib.abc.Loader):
 
     def get_source(self, fullname: str) -> str | None:  # for inspect and tracebacks
         return self.loader.get_source(fullname)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:  # the rest (resources, file names) unchanged
+        return getattr(self.loader, name)
 
 
 WRAPPED_LOADERS = {TORCHMETRICS_IMPORTS: _FlagsLoader, TORCHMETRICS: _InitLoader}
