@@ -72,8 +72,8 @@ def mark_unavailable(module: ModuleType) -> list[str]:
     return changed
 
 
-class _FlagsLoader(importlib.abc.Loader):
-    """Runs the real loader of torchmetrics' import flags, then hides the packages."""
+class _WrappedLoader(importlib.abc.Loader):
+    """A module's real loader, with ``exec_module`` changed by the subclasses."""
 
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
@@ -83,7 +83,6 @@ class _FlagsLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
-        mark_unavailable(module)
 
     def get_source(self, fullname: str) -> str | None:  # for inspect and tracebacks
         return self.loader.get_source(fullname)  # type: ignore[attr-defined]
@@ -92,15 +91,17 @@ class _FlagsLoader(importlib.abc.Loader):
         return getattr(self.loader, name)
 
 
-class _InitLoader(importlib.abc.Loader):
+class _FlagsLoader(_WrappedLoader):
+    """Runs the real loader of torchmetrics' import flags, then hides the packages."""
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.loader.exec_module(module)
+        mark_unavailable(module)
+
+
+class _InitLoader(_WrappedLoader):
     """Runs torchmetrics' ``__init__`` with ``package_available`` answering False, to that
     ``__init__`` only, for :data:`SKIPPED_AT_TORCHMETRICS_INIT`."""
-
-    def __init__(self, loader: importlib.abc.Loader) -> None:
-        self.loader = loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         import lightning_utilities.core.imports as imports
@@ -120,12 +121,6 @@ class _InitLoader(importlib.abc.Loader):
             imports.package_available = original
             if module.__dict__.get("package_available") is package_available:
                 module.package_available = original
-
-    def get_source(self, fullname: str) -> str | None:  # for inspect and tracebacks
-        return self.loader.get_source(fullname)  # type: ignore[attr-defined]
-
-    def __getattr__(self, name: str) -> object:  # the rest (resources, file names) unchanged
-        return getattr(self.loader, name)
 
 
 WRAPPED_LOADERS = {TORCHMETRICS_IMPORTS: _FlagsLoader, TORCHMETRICS: _InitLoader}
