@@ -84,10 +84,7 @@ class _WrappedLoader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
 
-    def get_source(self, fullname: str) -> str | None:  # for inspect and tracebacks
-        return self.loader.get_source(fullname)  # type: ignore[attr-defined]
-
-    def __getattr__(self, name: str) -> object:  # the rest (resources, file names) unchanged
+    def __getattr__(self, name: str) -> object:  # the rest (get_source, resources) unchanged
         return getattr(self.loader, name)
 
 
@@ -95,7 +92,7 @@ class _FlagsLoader(_WrappedLoader):
     """Runs the real loader of torchmetrics' import flags, then hides the packages."""
 
     def exec_module(self, module: ModuleType) -> None:
-        self.loader.exec_module(module)
+        super().exec_module(module)
         mark_unavailable(module)
 
 
